@@ -1,0 +1,119 @@
+"""Ingest: validate a whole batch, write it in one transaction, then acknowledge.
+
+Shared by the HTTP routes and the file importers, so both have the same
+validation and idempotency.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from collector.validation import (
+    USAGE_FIELDS,
+    parse_envelope,
+    validate_events,
+    validate_labels,
+    validate_usage,
+)
+from modelwatch.store import tables as t
+from modelwatch.store.bulk import insert_rows
+from modelwatch.store.engine import Store
+from modelwatch.store.registry import Registry
+
+__all__ = ["IngestResult", "Ingestor"]
+
+_LOOKUP_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What a batch did: ``accepted`` new rows stored, ``duplicates`` already known
+    (or repeated in the batch), ``updated`` labels corrected by a newer one."""
+
+    received: int
+    accepted: int
+    duplicates: int = 0
+    updated: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Ingestor:
+    def __init__(self, store: Store, registry: Registry, max_batch: int = 100_000) -> None:
+        self.store = store
+        self.registry = registry
+        self.max_batch = max_batch
+
+    def predictions(self, payload: object) -> IngestResult:
+        body, events = parse_envelope(
+            payload, {"model": str, "version": str}, "events", self.max_batch
+        )
+        model = self.registry.get_model(body["model"])
+        version = self.registry.get_version(model, body["version"])
+        layout = model.layout
+        batch = validate_events(layout, version.id, events)
+        with self.store.write() as conn:
+            inserted = insert_rows(
+                conn, layout.events, layout.event_columns, batch.rows, ignore_conflicts=True
+            )
+        return IngestResult(len(events), inserted, len(events) - inserted)
+
+    def labels(self, payload: object) -> IngestResult:
+        body, labels = parse_envelope(payload, {"model": str}, "labels", self.max_batch)
+        model = self.registry.get_model(body["model"])
+        table = model.layout.labels
+        batch = validate_labels(model.layout, labels)
+        with self.store.write() as conn:
+            existing = _existing_labels(conn, table, [r[0] for r in batch.rows])
+            fresh = [r for r in batch.rows if r[0] not in existing]
+            # A label for a known request id is a correction when it differs and is not older.
+            changed = [
+                r
+                for r in batch.rows
+                if r[0] in existing and existing[r[0]][0] != r[1] and r[2] >= existing[r[0]][1]
+            ]
+            inserted = insert_rows(
+                conn,
+                table,
+                ["request_id", "label", "ts_us", "received_us"],
+                fresh,
+                ignore_conflicts=True,
+            )
+            for rid, label, ts, received in changed:
+                conn.execute(
+                    update(table)
+                    .where(table.c.request_id == rid)
+                    .values(label=label, ts_us=ts, received_us=received)
+                )
+        updated = len(changed)
+        return IngestResult(len(labels), inserted, len(labels) - inserted - updated, updated)
+
+    def usage(self, payload: object) -> IngestResult:
+        body, samples = parse_envelope(
+            payload, {"model": str, "version": str}, "samples", self.max_batch
+        )
+        model = self.registry.get_model(body["model"])
+        version = self.registry.get_version(model, body["version"])
+        batch = validate_usage(version.id, samples)
+        columns = ["version_id", "ts_us", "received_us", *USAGE_FIELDS, "extra"]
+        with self.store.write() as conn:
+            inserted = insert_rows(conn, t.usage_samples, columns, batch.rows)
+        return IngestResult(len(samples), inserted)
+
+
+def _existing_labels(conn: Any, table: Any, request_ids: list[str]) -> dict[str, tuple[Any, int]]:
+    found: dict[str, tuple[Any, int]] = {}
+    for start in range(0, len(request_ids), _LOOKUP_CHUNK):
+        chunk = request_ids[start : start + _LOOKUP_CHUNK]
+        rows = conn.execute(
+            select(table.c.request_id, table.c.label, table.c.ts_us).where(
+                table.c.request_id.in_(chunk)
+            )
+        )
+        for rid, label, ts in rows:
+            found[rid] = (label, ts)
+    return found

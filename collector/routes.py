@@ -1,0 +1,159 @@
+"""Ingest routes: predictions, ground truth, resource usage, reference uploads.
+
+Bodies are read raw and parsed with orjson (several times faster than a
+pydantic request model, see DESIGN.md); the documented request schemas below
+are for OpenAPI only and are checked by :mod:`collector.validation`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from collector import files
+from collector.ingest import Ingestor
+from modelwatch.auth import Principal
+from modelwatch.domain import Scope
+from modelwatch.http import ORJSONResponse, Requires, parse_json, read_body
+from modelwatch.settings import Settings
+from modelwatch.store.references import ReferenceStore, sha256_hex
+from modelwatch.store.registry import Registry
+
+__all__ = ["DOC_MODELS", "router"]
+
+router = APIRouter(prefix="/v1", tags=["ingest"], default_response_class=ORJSONResponse)
+
+
+class EventDoc(BaseModel):
+    request_id: str = Field(max_length=128)
+    timestamp: str | float = Field(description="RFC 3339 or Unix seconds")
+    features: dict[str, float | int | str | bool | None]
+    prediction: str | int | float | bool
+    score: float | None = Field(None, description="binary: probability of the positive class")
+    scores: dict[str, float] | None = Field(None, description="multiclass: class -> probability")
+    segment: dict[str, str | int | bool] | None = None
+
+
+class PredictionBatch(BaseModel):
+    model: str
+    version: str
+    events: list[EventDoc]
+
+
+class LabelDoc(BaseModel):
+    request_id: str
+    label: str | int | float | bool
+    timestamp: str | float | None = Field(None, description="defaults to the time received")
+
+
+class LabelBatch(BaseModel):
+    model: str
+    labels: list[LabelDoc]
+
+
+class UsageDoc(BaseModel):
+    timestamp: str | float
+    latency_ms: float | None = None
+    cpu_seconds: float | None = None
+    memory_mb: float | None = None
+    gpu_seconds: float | None = None
+    cost: float | None = Field(None, description="cost of this sample in your currency")
+
+
+class UsageBatch(BaseModel):
+    model: str
+    version: str
+    samples: list[UsageDoc]
+
+
+class IngestResponse(BaseModel):
+    received: int
+    accepted: int
+    duplicates: int
+    updated: int
+
+
+DOC_MODELS: list[type[BaseModel]] = [PredictionBatch, LabelBatch, UsageBatch]
+
+
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
+
+
+async def _ingest(request: Request, method: str) -> dict[str, int]:
+    settings: Settings = request.app.state.settings
+    payload = parse_json(await read_body(request, settings.max_body_bytes))
+    ingestor: Ingestor = request.app.state.ingestor
+    result = await run_in_threadpool(getattr(ingestor, method), payload)
+    return dict(result.as_dict())
+
+
+@router.post(
+    "/predictions", openapi_extra=_body_doc(PredictionBatch), response_model=IngestResponse
+)
+async def post_predictions(
+    request: Request, _: Principal = Requires(Scope.INGEST)
+) -> dict[str, int]:
+    """Store prediction events; returns after the write committed."""
+    return await _ingest(request, "predictions")
+
+
+@router.post("/ground-truth", openapi_extra=_body_doc(LabelBatch), response_model=IngestResponse)
+async def post_ground_truth(
+    request: Request, _: Principal = Requires(Scope.INGEST)
+) -> dict[str, int]:
+    """Store labels, joined to predictions by request id whenever either arrives."""
+    return await _ingest(request, "labels")
+
+
+@router.post("/resource-usage", openapi_extra=_body_doc(UsageBatch), response_model=IngestResponse)
+async def post_resource_usage(
+    request: Request, _: Principal = Requires(Scope.INGEST)
+) -> dict[str, int]:
+    """Store resource usage samples (latency, CPU, memory, GPU, cost)."""
+    return await _ingest(request, "usage")
+
+
+_REFERENCE_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string", "format": "binary"}},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post(
+    "/models/{name}/versions/{version}/reference", status_code=201, openapi_extra=_REFERENCE_DOC
+)
+async def upload_reference(
+    name: str, version: str, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    """Upload a version's baseline data as the raw body (CSV or Parquet)."""
+    settings: Settings = request.app.state.settings
+    registry: Registry = request.app.state.registry
+    model = await run_in_threadpool(registry.get_model, name)
+    target = await run_in_threadpool(registry.get_version, model, version)
+    data = await read_body(request, settings.max_reference_bytes)
+    fmt = files.detect_format(data[:4], request.headers.get("content-type"))
+    frame = files.read_bytes(data, fmt)
+    coerced, ignored = files.reference_frame(model.layout, frame)
+    references: ReferenceStore = request.app.state.references
+    stored = await run_in_threadpool(
+        references.save, model, target, coerced, fmt, sha256_hex(data), who.name
+    )
+    return {
+        "model": model.name,
+        "version": target.version,
+        "dataset_id": stored.dataset_id,
+        "rows": stored.rows,
+        "format": fmt,
+        "sha256": stored.sha256,
+        "ignored_columns": ignored,
+    }

@@ -1,0 +1,5 @@
+"""modelwatch: monitoring and continuous evaluation for models in production."""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,70 @@
+"""Process wiring: builds the FastAPI app from the store and the capability routers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from collector.ingest import Ingestor
+from collector.routes import DOC_MODELS
+from collector.routes import router as ingest_router
+from modelwatch import __version__
+from modelwatch.api.health import router as health_router
+from modelwatch.api.registry import router as registry_router
+from modelwatch.auth import KeyStore
+from modelwatch.config import Config
+from modelwatch.http import install_error_handlers
+from modelwatch.settings import Settings
+from modelwatch.store.engine import Store
+from modelwatch.store.references import ReferenceStore
+from modelwatch.store.registry import Registry
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: Settings | None = None, store: Store | None = None, config: Config | None = None
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+    store = store or Store(settings.database_url)
+    app = FastAPI(
+        title="modelwatch",
+        version=__version__,
+        description="Monitoring and continuous evaluation for ML models in production.",
+    )
+    registry = Registry(store)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.registry = registry
+    app.state.keys = KeyStore(store)
+    app.state.ingestor = Ingestor(store, registry, settings.max_batch_events)
+    app.state.references = ReferenceStore(store)
+    if config is not None:
+        for spec in config.models:
+            registry.ensure_model(spec, "config")
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(registry_router)
+    app.include_router(ingest_router)
+    _document_raw_bodies(app)
+    return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """Add the schemas of raw-body routes (parsed by orjson) to the OpenAPI document."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in DOC_MODELS:
+            doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(doc.pop("$defs", {}))
+            components[model.__name__] = doc
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

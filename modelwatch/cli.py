@@ -1,0 +1,258 @@
+"""The ``modelwatch`` command: serve, db, keys, import, check-config, demo."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from modelwatch import __version__
+from modelwatch.config import Config, load_config
+from modelwatch.domain import Scope
+from modelwatch.errors import ModelwatchError
+from modelwatch.settings import Settings
+from modelwatch.store.engine import Store
+
+__all__ = ["main"]
+
+
+def _store(ctx: click.Context) -> Store:
+    settings: Settings = ctx.obj
+    return Store(settings.database_url)
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="modelwatch")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """modelwatch: monitoring and continuous evaluation for ML models in production."""
+    try:
+        ctx.obj = Settings.from_env()
+    except ValueError as exc:
+        _fail(str(exc))
+    logging.basicConfig(
+        level=ctx.obj.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _load(config_path: str | None) -> Config | None:
+    if config_path is None:
+        return None
+    try:
+        return load_config(config_path)
+    except ModelwatchError as exc:
+        _fail(str(exc))
+    return None
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="MODELWATCH_CONFIG"
+)
+@click.option("--insecure", is_flag=True, help="Allow binding beyond loopback with no API keys.")
+@click.option(
+    "--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the store first."
+)
+@click.pass_context
+def serve(
+    ctx: click.Context, host: str, port: int, config_path: str | None, insecure: bool, migrate: bool
+) -> None:
+    """Run the API (and, as they land, the scheduler and dashboards)."""
+    import uvicorn
+
+    from modelwatch.app import create_app
+    from modelwatch.auth import KeyStore
+    from modelwatch.store.migrate import is_current, upgrade
+
+    config = _load(config_path)
+    store = _store(ctx)
+    try:
+        if migrate:
+            upgrade(store)
+        elif not is_current(store):
+            _fail("the store schema is behind: run 'modelwatch db upgrade'")
+        if not is_loopback(host) and not insecure and not KeyStore(store).any_active():
+            _fail(
+                f"refusing to listen on {host}: no API keys exist, so anyone could write and read. "
+                "Create one with 'modelwatch keys create --name NAME --scope admin', "
+                "or pass --insecure."
+            )
+        app = create_app(ctx.obj, store, config)
+    except ModelwatchError as exc:
+        _fail(str(exc))
+    uvicorn.run(app, host=host, port=port, log_level=ctx.obj.log_level.lower())
+
+
+@cli.group()
+def db() -> None:
+    """Manage the store's schema."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending migrations."""
+    from modelwatch.store.migrate import current_revision, upgrade
+
+    store = _store(ctx.parent)  # type: ignore[arg-type]
+    upgrade(store)
+    click.echo(f"store at revision {current_revision(store)} ({store.dialect})")
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Show the store's schema revision."""
+    from modelwatch.store.migrate import current_revision, head_revision
+
+    store = _store(ctx.parent)  # type: ignore[arg-type]
+    click.echo(f"current: {current_revision(store)}  head: {head_revision()}")
+
+
+@cli.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="A name to recognise the key by (shown in audit logs).")
+@click.option("--scope", required=True, type=click.Choice([s.value for s in Scope]))
+@click.pass_context
+def keys_create(ctx: click.Context, name: str, scope: str) -> None:
+    """Create a key and print it once; only its hash is stored."""
+    from modelwatch.auth import KeyStore
+    from modelwatch.store.migrate import upgrade
+
+    store = _store(ctx.parent)  # type: ignore[arg-type]
+    upgrade(store)
+    try:
+        token = KeyStore(store).create(name, Scope(scope))
+    except ModelwatchError as exc:
+        _fail(str(exc))
+    click.echo(token)
+    click.echo(f"created {scope} key {name!r}; store it now, it is not shown again", err=True)
+
+
+@keys.command("list")
+@click.pass_context
+def keys_list(ctx: click.Context) -> None:
+    """List keys (names, scopes, state; never secrets)."""
+    from modelwatch.auth import KeyStore
+
+    for key in KeyStore(_store(ctx.parent)).list():  # type: ignore[arg-type]
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        click.echo(f"{key.name}\t{key.scope.value}\tmw_{key.prefix}_…\t{state}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+@click.pass_context
+def keys_revoke(ctx: click.Context, name: str) -> None:
+    """Revoke a key by name."""
+    from modelwatch.auth import KeyStore
+
+    try:
+        KeyStore(_store(ctx.parent)).revoke(name)  # type: ignore[arg-type]
+    except ModelwatchError as exc:
+        _fail(str(exc))
+    click.echo(f"revoked {name!r}")
+
+
+@cli.command("check-config")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check_config(file: str) -> None:
+    """Validate a config file; errors name the file, the key and the bad value."""
+    config = _load(file)
+    assert config is not None
+    click.echo(f"{file}: ok ({len(config.models)} models)")
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import predictions, labels or usage from Parquet or CSV files."""
+
+
+def _import(
+    ctx: click.Context, kind: str, file: str, model: str, version: str | None, batch_size: int
+) -> None:
+    from collector.importer import import_file
+    from modelwatch.store.migrate import upgrade
+
+    store = _store(ctx.parent)  # type: ignore[arg-type]
+    upgrade(store)
+    path = Path(file)
+    try:
+        with click.progressbar(length=1, label=f"importing {path.name}", show_pos=True) as bar:
+            result = import_file(store, kind, path, model, version, batch_size, bar)
+    except ModelwatchError as exc:
+        _fail(f"{file}: {exc}")
+    click.echo(
+        f"{file}: {result.received} rows, {result.accepted} stored, "
+        f"{result.duplicates} duplicates, {result.updated} updated"
+    )
+
+
+_file_arg = click.argument("file", type=click.Path(exists=True, dir_okay=False))
+_batch_opt = click.option(
+    "--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000)
+)
+
+
+@import_.command("predictions")
+@_file_arg
+@click.option("--model", required=True)
+@click.option("--version", required=True)
+@_batch_opt
+@click.pass_context
+def import_predictions(
+    ctx: click.Context, file: str, model: str, version: str, batch_size: int
+) -> None:
+    """Prediction events: request_id, timestamp, features, prediction, score(s), segments."""
+    _import(ctx, "predictions", file, model, version, batch_size)
+
+
+@import_.command("labels")
+@_file_arg
+@click.option("--model", required=True)
+@_batch_opt
+@click.pass_context
+def import_labels(ctx: click.Context, file: str, model: str, batch_size: int) -> None:
+    """Ground truth: request_id, label (or the schema's target column), timestamp."""
+    _import(ctx, "labels", file, model, None, batch_size)
+
+
+@import_.command("usage")
+@_file_arg
+@click.option("--model", required=True)
+@click.option("--version", required=True)
+@_batch_opt
+@click.pass_context
+def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_size: int) -> None:
+    """Resource usage: timestamp, latency_ms, cpu_seconds, memory_mb, gpu_seconds, cost."""
+    _import(ctx, "usage", file, model, version, batch_size)
+
+
+def main() -> None:
+    cli(prog_name="modelwatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The YAML config file: validated by pydantic, ``${ENV_VAR}`` for secrets.
+
+Errors name the file, the key path and the bad value, e.g.
+``modelwatch.yaml: models[0].task: Input should be 'binary', 'multiclass' or
+'regression' (got 'binray')``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from modelwatch.domain import ModelSpec
+from modelwatch.errors import ConfigError
+
+__all__ = ["Config", "load_config"]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Config(BaseModel):
+    """Everything a deployment declares; later capabilities add their sections here."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[ModelSpec] = Field(default_factory=list)
+
+
+def _expand(node: Any, env: Mapping[str, str], path: str, file: str) -> Any:
+    if isinstance(node, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise ConfigError(f"{file}: {path}: environment variable {name} is not set")
+            return env[name]
+
+        return _ENV_REF.sub(sub, node)
+    if isinstance(node, list):
+        return [_expand(v, env, f"{path}[{i}]", file) for i, v in enumerate(node)]
+    if isinstance(node, dict):
+        return {
+            k: _expand(v, env, f"{path}.{k}" if path else str(k), file) for k, v in node.items()
+        }
+    return node
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections")
+    expanded = _expand(raw, os.environ if env is None else env, "", file)
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            value = f" (got {err['input']!r})" if not isinstance(err["input"], dict | list) else ""
+            lines.append(f"{file}: {_loc(err['loc'])}: {err['msg']}{value}")
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,102 @@
+"""One exception root with specific subclasses.
+
+Third-party errors are translated into these at the boundary; the HTTP layer
+turns each into a JSON error with a status code and, where known, the path of
+the offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "ConflictError",
+    "FieldError",
+    "ModelwatchError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "StoreError",
+    "ValidationFailed",
+]
+
+
+class ModelwatchError(Exception):
+    """Root of every error modelwatch raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one field; ``loc`` is its path, e.g. ``("events", 3, "features")``."""
+
+    loc: tuple[str | int, ...]
+    msg: str
+    input: object = field(default=None)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"loc": list(self.loc), "msg": self.msg, "input": self.input}
+
+    def path(self) -> str:
+        out = ""
+        for part in self.loc:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+        return out
+
+
+class ValidationFailed(ModelwatchError):
+    """Input did not match the schema; carries every field error found (up to a cap)."""
+
+    status_code = 422
+    code = "validation_error"
+
+    def __init__(self, errors: Sequence[FieldError]) -> None:
+        self.errors = list(errors)
+        first = self.errors[0] if self.errors else None
+        summary = f"{first.path()}: {first.msg}" if first else "invalid input"
+        more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        super().__init__(summary + more)
+
+
+class NotFoundError(ModelwatchError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ModelwatchError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(ModelwatchError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class AuthError(ModelwatchError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class PermissionDeniedError(ModelwatchError):
+    status_code = 403
+    code = "forbidden"
+
+
+class StoreError(ModelwatchError):
+    """The store could not be reached or refused an operation."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+
+class ConfigError(ModelwatchError):
+    """A config file is malformed; the message names the file, the key and the bad value."""
+
+    status_code = 400
+    code = "config_error"

@@ -1,0 +1,114 @@
+"""Catalog tables (managed by Alembic). Per-model data tables live in :mod:`layout`."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from modelwatch.store.types import UTCDateTime
+
+__all__ = [
+    "alias_changes",
+    "api_keys",
+    "metadata",
+    "model_versions",
+    "models",
+    "reference_datasets",
+    "usage_samples",
+]
+
+metadata = MetaData()
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("task", String(16), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("alias", String(16), nullable=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_version"),
+    UniqueConstraint("model_id", "alias", name="uq_model_versions_alias"),
+)
+
+alias_changes = Table(
+    "alias_changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("alias", String(16), nullable=False),
+    Column("from_version_id", Integer, ForeignKey("model_versions.id"), nullable=True),
+    Column("to_version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("changed_at", UTCDateTime(), nullable=False),
+    Column("changed_by", String(128), nullable=False),
+    Index("ix_alias_changes_model", "model_id", "changed_at"),
+)
+
+reference_datasets = Table(
+    "reference_datasets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("rows", BigInteger, nullable=False),
+    Column("format", String(16), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("uploaded_at", UTCDateTime(), nullable=False),
+    Column("uploaded_by", String(128), nullable=False),
+    Index("ix_reference_datasets_version", "version_id", "id"),
+)
+
+usage_samples = Table(
+    "usage_samples",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column(
+        "version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("latency_ms", Float, nullable=True),
+    Column("cpu_seconds", Float, nullable=True),
+    Column("memory_mb", Float, nullable=True),
+    Column("gpu_seconds", Float, nullable=True),
+    Column("cost", Float, nullable=True),
+    Column("extra", Text, nullable=True),
+    Index("ix_usage_samples_version_ts", "version_id", "ts_us"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),
+    Column("prefix", String(16), nullable=False, unique=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)

@@ -1,0 +1,45 @@
+"""Timestamps on the wire: RFC 3339 strings or Unix seconds; stored as UTC microseconds."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+__all__ = ["now_us", "parse_timestamp_us", "us_to_datetime"]
+
+_MIN_US = 0
+_MAX_US = 253402300799_000000  # 9999-12-31T23:59:59Z
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def parse_timestamp_us(value: object) -> int | None:
+    """Microseconds since the epoch, or None when ``value`` is not a timestamp.
+
+    Strings are ISO 8601 / RFC 3339 (naive ones are taken as UTC); numbers are
+    Unix seconds.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+        us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        us = round(value * 1_000_000)
+    else:
+        return None
+    return us if _MIN_US <= us <= _MAX_US else None
+
+
+def us_to_datetime(us: int | None) -> datetime | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)

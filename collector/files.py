@@ -54,11 +54,10 @@ def iter_batches(path: Path, batch_size: int) -> Iterator[pl.DataFrame]:
             assert isinstance(frame, pl.DataFrame)
             yield frame
         return
-    reader = pl.read_csv_batched(path, batch_size=batch_size, infer_schema_length=10_000)
-    while chunks := reader.next_batches(1):
-        for chunk in chunks:
-            for start in range(0, chunk.height, batch_size):
-                yield chunk.slice(start, batch_size)
+    lazy = pl.scan_csv(path, infer_schema_length=10_000)
+    for chunk in lazy.collect_batches(chunk_size=batch_size):
+        for start in range(0, chunk.height, batch_size):
+            yield chunk.slice(start, batch_size)
 
 
 def count_rows(path: Path) -> int | None:

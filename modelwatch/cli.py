@@ -250,6 +250,68 @@ def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_
     _import(ctx, "usage", file, model, version, batch_size)
 
 
+@cli.command()
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option(
+    "--speed",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 10_000),
+    help="Simulated seconds per real second.",
+)
+@click.option("--seed", default=7, show_default=True, type=int)
+@click.option(
+    "--rate",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 5000),
+    help="Transactions per real second.",
+)
+@click.option(
+    "--duration",
+    default=0.0,
+    type=float,
+    help="Stop after this many seconds (0: run until Ctrl-C).",
+)
+@click.pass_context
+def demo(
+    ctx: click.Context, port: int, speed: float, seed: int, rate: float, duration: float
+) -> None:
+    """The service on the embedded store plus simulated models sending live traffic."""
+    from demo.simulator import Simulator
+    from modelwatch.app import create_app
+    from modelwatch.serving import BackgroundServer
+    from modelwatch.store.migrate import upgrade
+
+    store = _store(ctx)
+    upgrade(store)
+    server = BackgroundServer(create_app(ctx.obj, store), "127.0.0.1", port)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        _fail(f"{exc} (is the port taken? try --port)")
+    say = click.echo
+    say(f"modelwatch demo on {store.dialect} ({ctx.obj.database_url})")
+    say(f"  API docs   {server.url}/docs")
+    say(f"  models     {server.url}/v1/models/fraud")
+    say(f"  health     {server.url}/readyz")
+    simulator = Simulator(server.url, seed=seed, speed=speed, rate=rate, say=say)
+    try:
+        simulator.register()
+        say(
+            "simulating: fraud v1 (champion) and v2 (shadow, same requests, 3x the CPU), "
+            "delivery-eta v1; labels arrive 30 simulated seconds late. Ctrl-C stops."
+        )
+        simulator.run(duration or None)
+    except KeyboardInterrupt:
+        say("stopping ...")
+    finally:
+        simulator.close()
+        server.stop()
+    s = simulator.stats
+    say(f"done: {s.predictions} predictions, {s.labels} labels, {s.usage} usage samples sent")
+
+
 def main() -> None:
     cli(prog_name="modelwatch")
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "ALIASES",
     "NAME_PATTERN",
+    "VERSION_PATTERN",
     "Alias",
     "FeatureSpec",
     "FeatureType",
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$"
+VERSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]{0,127}$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="letters, digits, _ . - (max 128)")]

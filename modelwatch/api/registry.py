@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelwatch.auth import Principal
-from modelwatch.domain import NAME_PATTERN, Alias, ModelSpec, Scope
+from modelwatch.domain import VERSION_PATTERN, Alias, ModelSpec, Scope
 from modelwatch.http import ORJSONResponse, Requires
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
 from modelwatch.store.stats import VersionStats, label_stats, version_stats
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["registry"], default_response_class=ORJSO
 class VersionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
     alias: Alias | None = None
     description: str = ""
 
@@ -121,7 +121,7 @@ def create_version(
 class AliasIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(pattern=NAME_PATTERN)
+    version: str = Field(pattern=VERSION_PATTERN)
 
 
 @router.put("/models/{name}/aliases/{alias}")

@@ -1,0 +1,1 @@
+"""Policies, the alert state machine, silences and notifiers (Slack, webhook)."""

@@ -1,0 +1,265 @@
+"""Sending one batch: the request body, retries with backoff, and what the server said.
+
+Items arrive already serialised (JSON bytes, one per event, label or sample);
+a batch body is the envelope with the items spliced in. Retries cover 5xx,
+408, 429 (honouring ``Retry-After``) and connection errors or timeouts; other
+4xx answers are final. A 413 splits the batch in halves; a 422 that names
+individual items drops only those and sends the rest once more.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+__all__ = ["LIST_KEYS", "BatchKey", "RetryPolicy", "Sender", "Tally", "parse_retry_after"]
+
+logger = logging.getLogger("modelwatch.sdk")
+
+BatchKey = tuple[str, str, str | None]
+"""(endpoint path, model, version); labels have no version."""
+
+LIST_KEYS = {
+    "/v1/predictions": "events",
+    "/v1/ground-truth": "labels",
+    "/v1/resource-usage": "samples",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; a batch is given up after ``max_attempts``
+    requests or ``max_elapsed`` seconds, whichever comes first."""
+
+    max_attempts: int = 6
+    max_elapsed: float = 60.0
+    initial_backoff: float = 0.5
+    max_backoff: float = 15.0
+    multiplier: float = 2.0
+    jitter: float = 0.5
+    max_retry_after: float = 60.0
+
+    def backoff(self, retry: int) -> float:
+        """The pause before retry number ``retry`` (1-based), randomised by ``jitter``."""
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
+        return base * (1.0 - self.jitter * random.random())
+
+
+@dataclass
+class Tally:
+    """What happened to the items of one batch."""
+
+    sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    updated: int = 0
+    dropped: int = 0
+    retries: int = 0
+    failed_batches: int = 0
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200] or response.reason_phrase
+    if not isinstance(body, dict):
+        return str(body)[:200]
+    return f"{body.get('error', 'error')}: {body.get('detail', '')}"
+
+
+def _bad_items(response: httpx.Response, list_key: str) -> set[int] | None:
+    """Indices of the items a 422 blames, or None when it blames the whole batch."""
+    try:
+        errors = orjson.loads(response.content).get("errors")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    if not isinstance(errors, list) or not errors:
+        return None
+    bad: set[int] = set()
+    for err in errors:
+        loc = err.get("loc") if isinstance(err, dict) else None
+        if not isinstance(loc, list) or len(loc) < 2 or loc[0] != list_key:
+            return None
+        if not isinstance(loc[1], int) or isinstance(loc[1], bool):
+            return None
+        bad.add(loc[1])
+    return bad
+
+
+class Sender:
+    """Posts batches with retries; never raises."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        transport: httpx.BaseTransport | None,
+        timeout: float,
+        retry: RetryPolicy,
+        abort: threading.Event,
+        user_agent: str,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "base_url": url,
+            "transport": transport,
+            "timeout": timeout,
+            "headers": {"content-type": "application/json", "user-agent": user_agent},
+        }
+        if api_key:
+            self._options["headers"]["authorization"] = f"Bearer {api_key}"
+        self.retry = retry
+        self.abort = abort
+        self.http = httpx.Client(**self._options)
+
+    def reset(self) -> None:
+        """A fresh connection pool (after a fork the parent's sockets are not ours)."""
+        self.http = httpx.Client(**self._options)
+
+    def close(self) -> None:
+        try:
+            self.http.close()
+        except Exception:  # pragma: no cover - closing must not raise
+            logger.debug("closing the HTTP client failed", exc_info=True)
+
+    def send(self, key: BatchKey, items: Sequence[bytes]) -> Tally:
+        """Deliver ``items`` (or give up on them); the tally says what happened."""
+        tally = Tally()
+        work: list[Sequence[bytes]] = [items]
+        while work:
+            chunk = work.pop()
+            try:
+                self._send_one(key, chunk, tally, work)
+            except Exception:
+                logger.exception("modelwatch: unexpected error sending %d items", len(chunk))
+                tally.dropped += len(chunk)
+                tally.failed_batches += 1
+        return tally
+
+    def _body(self, key: BatchKey, items: Sequence[bytes]) -> bytes:
+        path, model, version = key
+        head = {"model": model}
+        if version is not None:
+            head["version"] = version
+        opening = orjson.dumps(head)[:-1] + b',"' + LIST_KEYS[path].encode() + b'":['
+        return opening + b",".join(items) + b"]}"
+
+    def _send_one(
+        self, key: BatchKey, items: Sequence[bytes], tally: Tally, work: list[Sequence[bytes]]
+    ) -> None:
+        path, model, version = key
+        what = f"{len(items)} item(s) for {path} model={model!r}" + (
+            f" version={version!r}" if version is not None else ""
+        )
+        body = self._body(key, items)
+        deadline = time.monotonic() + self.retry.max_elapsed
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = self.http.post(path, content=body)
+            except httpx.UnsupportedProtocol as exc:
+                return self._give_up(tally, len(items), f"{what}: {exc}")
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                status = response.status_code
+                if 200 <= status < 300:
+                    return self._acknowledged(response, len(items), tally)
+                problem = f"HTTP {status} {_error_text(response)}"
+                if status == 413 and len(items) > 1:
+                    half = len(items) // 2
+                    work.extend([items[half:], items[:half]])
+                    return None
+                if status == 422:
+                    return self._rejected_items(key, items, response, tally, work, what)
+                if status not in (408, 429) and status < 500:
+                    return self._give_up(tally, len(items), f"{what} rejected: {problem}")
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            if attempt >= self.retry.max_attempts:
+                return self._give_up(
+                    tally, len(items), f"{what} failed after {attempt} attempts: {problem}"
+                )
+            delay = self.retry.backoff(attempt)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.retry.max_retry_after))
+            if time.monotonic() + delay > deadline:
+                return self._give_up(
+                    tally,
+                    len(items),
+                    f"{what} failed, retry budget of {self.retry.max_elapsed}s spent: {problem}",
+                )
+            logger.debug("modelwatch: %s: %s; retrying in %.2fs", what, problem, delay)
+            if self.abort.wait(delay):
+                return self._give_up(tally, len(items), f"{what} abandoned at close: {problem}")
+            tally.retries += 1
+
+    @staticmethod
+    def _acknowledged(response: httpx.Response, n: int, tally: Tally) -> None:
+        tally.sent += n
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            answer = {}
+        if not isinstance(answer, dict):
+            answer = {}
+        tally.accepted += int(answer.get("accepted", n) or 0)
+        tally.duplicates += int(answer.get("duplicates", 0) or 0)
+        tally.updated += int(answer.get("updated", 0) or 0)
+
+    @staticmethod
+    def _give_up(tally: Tally, n: int, message: str) -> None:
+        tally.dropped += n
+        tally.failed_batches += 1
+        logger.warning("modelwatch: dropped %s", message)
+
+    def _rejected_items(
+        self,
+        key: BatchKey,
+        items: Sequence[bytes],
+        response: httpx.Response,
+        tally: Tally,
+        work: list[Sequence[bytes]],
+        what: str,
+    ) -> None:
+        problem = f"HTTP 422 {_error_text(response)}"
+        bad = _bad_items(response, LIST_KEYS[key[0]])
+        if bad is None or not bad.issubset(range(len(items))):
+            return self._give_up(tally, len(items), f"{what} rejected: {problem}")
+        self._give_up(tally, len(bad), f"{len(bad)} invalid item(s) of {what}: {problem}")
+        rest = [item for i, item in enumerate(items) if i not in bad]
+        if rest:
+            work.append(rest)
+        return None

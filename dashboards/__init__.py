@@ -1,0 +1,1 @@
+"""The Dash app, the Prometheus exporter and Evidently drill-down reports."""

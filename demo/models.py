@@ -1,0 +1,95 @@
+"""The demo's models: their schemas and seeded, vectorised 'predict' functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FRAUD", "ETA", "Batch", "eta_batch", "fraud_batch"]
+
+FRAUD: dict[str, Any] = {
+    "name": "fraud",
+    "task": "binary",
+    "description": "card-fraud classifier (demo)",
+    "scores": True,
+    "features": [
+        {"name": "amount", "type": "numeric"},
+        {"name": "account_age_days", "type": "numeric"},
+        {"name": "hour", "type": "numeric"},
+        {"name": "merchant", "type": "categorical"},
+        {"name": "is_foreign", "type": "boolean"},
+    ],
+    "segments": ["country"],
+}
+
+ETA: dict[str, Any] = {
+    "name": "delivery-eta",
+    "task": "regression",
+    "description": "delivery time in minutes (demo)",
+    "features": [
+        {"name": "distance_km", "type": "numeric"},
+        {"name": "items", "type": "numeric"},
+        {"name": "courier", "type": "categorical"},
+    ],
+}
+
+MERCHANTS = np.array(["grocery", "travel", "electronics", "fuel", "online"])
+COUNTRIES = np.array(["DE", "FR", "US", "BR"])
+COURIERS = np.array(["bike", "car", "van"])
+
+
+@dataclass(frozen=True)
+class Batch:
+    features: list[dict[str, Any]]
+    segments: list[dict[str, Any]]
+    truth: np.ndarray
+    champion: np.ndarray
+    challenger: np.ndarray
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def fraud_batch(rng: np.random.Generator, n: int, drift: float = 0.0) -> Batch:
+    """Transactions; ``drift`` in [0, 1] shifts amounts up and makes the champion stale."""
+    amount = rng.lognormal(3.5 + 1.2 * drift, 1.0, n)
+    age = rng.gamma(2.0, 300.0, n)
+    hour = rng.integers(0, 24, n).astype(float)
+    merchant = rng.choice(MERCHANTS, n, p=[0.35, 0.1, 0.15, 0.2, 0.2])
+    foreign = rng.random(n) < 0.1 + 0.3 * drift
+    country = rng.choice(COUNTRIES, n, p=[0.4, 0.3, 0.2, 0.1])
+    logit = (
+        -4.0 + 0.6 * np.log1p(amount) - 0.002 * age + 1.5 * foreign + 0.8 * (merchant == "online")
+    )
+    truth = rng.random(n) < _sigmoid(logit + 1.5 * drift * (merchant == "travel"))
+    champion = _sigmoid(logit + rng.normal(0, 0.6, n) - 0.9 * drift * np.log1p(amount) / 5)
+    challenger = _sigmoid(logit + rng.normal(0, 0.4, n) + 1.2 * drift * (merchant == "travel"))
+    features = [
+        {
+            "amount": round(float(a), 2),
+            "account_age_days": round(float(g), 1),
+            "hour": float(h),
+            "merchant": str(m),
+            "is_foreign": bool(f),
+        }
+        for a, g, h, m, f in zip(amount, age, hour, merchant, foreign, strict=True)
+    ]
+    segments = [{"country": str(c)} for c in country]
+    return Batch(features, segments, truth, champion, challenger)
+
+
+def eta_batch(rng: np.random.Generator, n: int) -> Batch:
+    distance = rng.gamma(2.0, 2.5, n)
+    items = rng.integers(1, 12, n).astype(float)
+    courier = rng.choice(COURIERS, n)
+    speed = np.select([courier == "bike", courier == "car"], [15.0, 25.0], 20.0)
+    truth = 8 + 60 * distance / speed + 1.5 * items + rng.normal(0, 4, n)
+    predicted = 9 + 58 * distance / speed + 1.4 * items
+    features = [
+        {"distance_km": round(float(d), 2), "items": float(i), "courier": str(c)}
+        for d, i, c in zip(distance, items, courier, strict=True)
+    ]
+    return Batch(features, [{}] * n, truth, predicted, predicted)

@@ -1,0 +1,1 @@
+"""Retraining webhooks through the outbox, signing, retries and pipeline callbacks."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FRAUD", "ETA", "Batch", "eta_batch", "fraud_batch"]
+__all__ = ["ETA", "FRAUD", "Batch", "eta_batch", "fraud_batch"]
 
 FRAUD: dict[str, Any] = {
     "name": "fraud",
@@ -50,7 +50,8 @@ class Batch:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return out
 
 
 def fraud_batch(rng: np.random.Generator, n: int, drift: float = 0.0) -> Batch:

@@ -86,7 +86,7 @@ def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("the Authorization header must be 'Bearer <key>'")
-        principal = await _run(request, keys.authenticate, token.strip())
+        principal: Principal = await _run(request, keys.authenticate, token.strip())
         if not principal.allows(scope):
             raise PermissionDeniedError(
                 f"API key {principal.name!r} has scope {principal.scope.value!r}; "

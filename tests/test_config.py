@@ -46,7 +46,7 @@ def test_bad_value_names_file_key_and_value(tmp_path: Path) -> None:
 def test_unknown_section_and_bad_yaml(tmp_path: Path) -> None:
     path = tmp_path / "mw.yaml"
     path.write_text("modles: []\n")
-    with pytest.raises(ConfigError, match="mw.yaml: modles: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"mw\.yaml: modles: Extra inputs"):
         load_config(path, env={})
     path.write_text("models: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

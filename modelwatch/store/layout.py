@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -51,7 +52,7 @@ _FEATURE_KIND = {
 }
 
 
-def _sql_type(kind: ColumnKind) -> TypeEngine[object]:
+def _sql_type(kind: ColumnKind) -> TypeEngine[Any]:
     if kind is ColumnKind.FLOAT:
         return Float(precision=53)
     if kind is ColumnKind.BOOL:
@@ -67,7 +68,7 @@ class StorageColumn:
     source: str
     kind: ColumnKind
 
-    def column(self) -> Column[object]:
+    def column(self) -> Column[Any]:
         return Column(self.name, _sql_type(self.kind), nullable=True)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelwatch.domain import Alias, ModelSpec
@@ -47,16 +48,15 @@ class VersionRecord:
     created_by: str
 
 
-def _model_from_row(row: object) -> ModelRecord:
-    spec = ModelSpec.model_validate(orjson.loads(row.spec))  # type: ignore[attr-defined]
-    return ModelRecord(row.id, row.name, spec, row.created_at, row.created_by)  # type: ignore[attr-defined]
+def _model_from_row(row: Row[Any]) -> ModelRecord:
+    spec = ModelSpec.model_validate(orjson.loads(row.spec))
+    return ModelRecord(row.id, row.name, spec, row.created_at, row.created_by)
 
 
-def _version_from_row(row: object) -> VersionRecord:
-    r = row
+def _version_from_row(r: Row[Any]) -> VersionRecord:
     return VersionRecord(
         r.id, r.model_id, r.version, r.alias, r.description, r.created_at, r.created_by
-    )  # type: ignore[attr-defined]
+    )
 
 
 class Registry:

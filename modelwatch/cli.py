@@ -39,6 +39,8 @@ def cli(ctx: click.Context) -> None:
     logging.basicConfig(
         level=ctx.obj.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One line per HTTP request would drown the demo's narration and the service's own logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def is_loopback(host: str) -> bool:

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,9 +22,19 @@ from typing import Any
 import httpx
 import orjson
 
-__all__ = ["LIST_KEYS", "BatchKey", "RetryPolicy", "Sender", "Tally", "parse_retry_after"]
+__all__ = [
+    "LIST_KEYS",
+    "BatchKey",
+    "RetryPolicy",
+    "Sender",
+    "Tally",
+    "Throttle",
+    "parse_retry_after",
+]
 
 logger = logging.getLogger("modelwatch.sdk")
+
+WARN_INTERVAL = 10.0
 
 BatchKey = tuple[str, str, str | None]
 """(endpoint path, model, version); labels have no version."""
@@ -64,8 +74,27 @@ class Tally:
     duplicates: int = 0
     updated: int = 0
     dropped: int = 0
-    retries: int = 0
     failed_batches: int = 0
+
+
+class Throttle:
+    """At most one warning per key every ``interval`` seconds, counting the rest."""
+
+    def __init__(self, interval: float = WARN_INTERVAL) -> None:
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            return
+        self._last[key] = now
+        quiet = self._quiet.pop(key, 0)
+        suffix = f" ({quiet} more like this since the last warning)" if quiet else ""
+        logger.warning("modelwatch: " + message + suffix, *args)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -141,26 +170,39 @@ class Sender:
             self._options["headers"]["authorization"] = f"Bearer {api_key}"
         self.retry = retry
         self.abort = abort
-        self.http = httpx.Client(**self._options)
+        self.on_retry: Callable[[], None] = lambda: None
+        self.throttle = Throttle()
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(**self._options)
+        return self._http
 
     def reset(self) -> None:
-        """A fresh connection pool (after a fork the parent's sockets are not ours)."""
-        self.http = httpx.Client(**self._options)
+        """Forget the connection pool (after a fork the parent's sockets are not ours)."""
+        self._http = None
+        self.abort = threading.Event()
+        self.throttle = Throttle()
 
     def close(self) -> None:
+        http, self._http = self._http, None
         try:
-            self.http.close()
+            if http is not None:
+                http.close()
         except Exception:  # pragma: no cover - closing must not raise
             logger.debug("closing the HTTP client failed", exc_info=True)
 
-    def send(self, key: BatchKey, items: Sequence[bytes]) -> Tally:
-        """Deliver ``items`` (or give up on them); the tally says what happened."""
+    def send(self, key: BatchKey, items: Sequence[bytes], deadline: float | None = None) -> Tally:
+        """Deliver ``items`` or give up on them (at the latest at ``deadline``,
+        a :func:`time.monotonic` value); the tally says what happened."""
         tally = Tally()
         work: list[Sequence[bytes]] = [items]
         while work:
             chunk = work.pop()
             try:
-                self._send_one(key, chunk, tally, work)
+                self._send_one(key, chunk, tally, work, deadline)
             except Exception:
                 logger.exception("modelwatch: unexpected error sending %d items", len(chunk))
                 tally.dropped += len(chunk)
@@ -176,7 +218,12 @@ class Sender:
         return opening + b",".join(items) + b"]}"
 
     def _send_one(
-        self, key: BatchKey, items: Sequence[bytes], tally: Tally, work: list[Sequence[bytes]]
+        self,
+        key: BatchKey,
+        items: Sequence[bytes],
+        tally: Tally,
+        work: list[Sequence[bytes]],
+        stop_at: float | None,
     ) -> None:
         path, model, version = key
         what = f"{len(items)} item(s) for {path} model={model!r}" + (
@@ -184,6 +231,8 @@ class Sender:
         )
         body = self._body(key, items)
         deadline = time.monotonic() + self.retry.max_elapsed
+        if stop_at is not None:
+            deadline = min(deadline, stop_at)
         attempt = 0
         while True:
             attempt += 1
@@ -191,7 +240,7 @@ class Sender:
             try:
                 response = self.http.post(path, content=body)
             except httpx.UnsupportedProtocol as exc:
-                return self._give_up(tally, len(items), f"{what}: {exc}")
+                return self._give_up(tally, len(items), f"{what}: {exc}", key)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
@@ -206,11 +255,11 @@ class Sender:
                 if status == 422:
                     return self._rejected_items(key, items, response, tally, work, what)
                 if status not in (408, 429) and status < 500:
-                    return self._give_up(tally, len(items), f"{what} rejected: {problem}")
+                    return self._give_up(tally, len(items), f"{what} rejected: {problem}", key)
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
             if attempt >= self.retry.max_attempts:
                 return self._give_up(
-                    tally, len(items), f"{what} failed after {attempt} attempts: {problem}"
+                    tally, len(items), f"{what} failed after {attempt} attempts: {problem}", key
                 )
             delay = self.retry.backoff(attempt)
             if retry_after is not None:
@@ -220,11 +269,12 @@ class Sender:
                     tally,
                     len(items),
                     f"{what} failed, retry budget of {self.retry.max_elapsed}s spent: {problem}",
+                    key,
                 )
             logger.debug("modelwatch: %s: %s; retrying in %.2fs", what, problem, delay)
             if self.abort.wait(delay):
-                return self._give_up(tally, len(items), f"{what} abandoned at close: {problem}")
-            tally.retries += 1
+                return self._give_up(tally, len(items), f"{what} abandoned: {problem}", key)
+            self.on_retry()
 
     @staticmethod
     def _acknowledged(response: httpx.Response, n: int, tally: Tally) -> None:
@@ -235,15 +285,20 @@ class Sender:
             answer = {}
         if not isinstance(answer, dict):
             answer = {}
-        tally.accepted += int(answer.get("accepted", n) or 0)
-        tally.duplicates += int(answer.get("duplicates", 0) or 0)
-        tally.updated += int(answer.get("updated", 0) or 0)
 
-    @staticmethod
-    def _give_up(tally: Tally, n: int, message: str) -> None:
+        def count(name: str, default: int) -> int:
+            value = answer.get(name, default)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        tally.accepted += count("accepted", n)
+        tally.duplicates += count("duplicates", 0)
+        tally.updated += count("updated", 0)
+
+    def _give_up(self, tally: Tally, n: int, message: str, key: BatchKey) -> None:
+        """Count ``n`` items as dropped; warn at most every few seconds per batch key."""
         tally.dropped += n
         tally.failed_batches += 1
-        logger.warning("modelwatch: dropped %s", message)
+        self.throttle.warn(f"give-up {key}", "dropped %s", message)
 
     def _rejected_items(
         self,
@@ -257,8 +312,8 @@ class Sender:
         problem = f"HTTP 422 {_error_text(response)}"
         bad = _bad_items(response, LIST_KEYS[key[0]])
         if bad is None or not bad.issubset(range(len(items))):
-            return self._give_up(tally, len(items), f"{what} rejected: {problem}")
-        self._give_up(tally, len(bad), f"{len(bad)} invalid item(s) of {what}: {problem}")
+            return self._give_up(tally, len(items), f"{what} rejected: {problem}", key)
+        self._give_up(tally, len(bad), f"{len(bad)} invalid item(s) of {what}: {problem}", key)
         rest = [item for i, item in enumerate(items) if i not in bad]
         if rest:
             work.append(rest)

@@ -1,0 +1,244 @@
+"""The modelwatch client: log predictions, labels and usage from a model server.
+
+``log_*`` serialises the item at once (so later changes to the caller's dicts
+do not leak in), buffers it and returns; a background thread sends batches.
+Nothing here blocks on the network or raises because of it: what cannot be
+delivered is logged and counted in :attr:`Client.stats`.
+"""
+
+from __future__ import annotations
+
+import decimal
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+import orjson
+
+from collector.sdk._batcher import Batcher, ClientStats
+from collector.sdk._http import BatchKey, RetryPolicy, Sender
+from collector.sdk.usage import Measurement, measured
+from modelwatch import __version__
+
+__all__ = ["Client", "Timestamp"]
+
+logger = logging.getLogger("modelwatch.sdk")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Timestamp = datetime | float | int | str
+"""A datetime (naive ones are UTC), Unix seconds, or an RFC 3339 string."""
+
+_DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _wire_timestamp(value: Timestamp | None) -> float | str:
+    if value is None:
+        return time.time()
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, bool):
+        raise TypeError("timestamp must be a datetime, Unix seconds or an RFC 3339 string")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return value
+    raise TypeError("timestamp must be a datetime, Unix seconds or an RFC 3339 string")
+
+
+def _default(value: Any) -> Any:
+    """JSON for what orjson does not know: Decimal and numpy-like scalars."""
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class Client:
+    """Sends monitoring data to a modelwatch server in background batches.
+
+    ``transport`` replaces httpx's network transport (tests use
+    ``httpx.MockTransport``). ``retry`` sets backoff and give-up limits.
+    ``close_timeout`` bounds how long :meth:`close` (also at the end of a
+    ``with`` block and at interpreter exit) waits for unsent items; None
+    waits as long as the retry policy allows.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        batch_size: int = 1000,
+        flush_interval: float = 1.0,
+        max_buffer: int = 10_000,
+        max_batch_bytes: int = 4 * 1024 * 1024,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        close_timeout: float | None = 10.0,
+    ) -> None:
+        self.url = url
+        sender = Sender(
+            url,
+            api_key,
+            transport=transport,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            abort=threading.Event(),
+            user_agent=f"modelwatch-sdk/{__version__}",
+        )
+        self._batcher = Batcher(
+            sender,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_buffer=max_buffer,
+            max_batch_bytes=max_batch_bytes,
+            close_timeout=close_timeout,
+        )
+
+    # --- logging -------------------------------------------------------------------
+
+    def log_prediction(
+        self,
+        model: str,
+        version: str,
+        request_id: str,
+        features: Mapping[str, object],
+        prediction: object,
+        *,
+        score: float | None = None,
+        scores: Mapping[str, float] | None = None,
+        segment: Mapping[str, object] | None = None,
+        timestamp: Timestamp | None = None,
+    ) -> bool:
+        """Buffer one prediction event; False if it was dropped (see :attr:`stats`)."""
+        try:
+            event: dict[str, object] = {
+                "request_id": request_id,
+                "timestamp": _wire_timestamp(timestamp),
+                "features": features,
+                "prediction": prediction,
+            }
+            if score is not None:
+                event["score"] = score
+            if scores is not None:
+                event["scores"] = scores
+            if segment is not None:
+                event["segment"] = segment
+        except Exception as exc:
+            return self._invalid("prediction", exc)
+        return self._add(("/v1/predictions", model, version), event)
+
+    def log_label(
+        self, model: str, request_id: str, label: object, *, timestamp: Timestamp | None = None
+    ) -> bool:
+        """Buffer the ground truth for ``request_id``; False if it was dropped."""
+        try:
+            item = {
+                "request_id": request_id,
+                "label": label,
+                "timestamp": _wire_timestamp(timestamp),
+            }
+        except Exception as exc:
+            return self._invalid("label", exc)
+        return self._add(("/v1/ground-truth", model, None), item)
+
+    def log_usage(
+        self,
+        model: str,
+        version: str,
+        *,
+        latency_ms: float | None = None,
+        cpu_seconds: float | None = None,
+        memory_mb: float | None = None,
+        gpu_seconds: float | None = None,
+        cost: float | None = None,
+        timestamp: Timestamp | None = None,
+        **extra: float,
+    ) -> bool:
+        """Buffer one resource usage sample; ``extra`` holds other numeric measurements."""
+        try:
+            values = {
+                "latency_ms": latency_ms,
+                "cpu_seconds": cpu_seconds,
+                "memory_mb": memory_mb,
+                "gpu_seconds": gpu_seconds,
+                "cost": cost,
+                **extra,
+            }
+            sample: dict[str, object] = {"timestamp": _wire_timestamp(timestamp)}
+            sample.update((k, v) for k, v in values.items() if v is not None)
+            if len(sample) == 1:
+                raise ValueError("a usage sample needs at least one measurement")
+        except Exception as exc:
+            return self._invalid("usage sample", exc)
+        return self._add(("/v1/resource-usage", model, version), sample)
+
+    def measure(self, model: str, version: str, **fields: float) -> Measurement:
+        """``with client.measure(m, v): ...`` logs the block's latency and CPU time."""
+        return Measurement(self, model, version, fields)
+
+    def measured(
+        self, model: str, version: str, **fields: float
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]:
+        """Decorator: log each call's latency and CPU time as a usage sample."""
+        return measured(self, model, version, **fields)
+
+    def _add(self, key: BatchKey, item: Mapping[str, object]) -> bool:
+        try:
+            _, model, version = key
+            if not isinstance(model, str) or not (version is None or isinstance(version, str)):
+                raise TypeError("model and version must be strings")
+            data = orjson.dumps(item, default=_default, option=_DUMPS_OPTIONS)
+            return self._batcher.add(key, data)
+        except Exception as exc:
+            return self._invalid(key[0].rsplit("/", 1)[-1], exc)
+
+    def _invalid(self, what: str, exc: Exception) -> bool:
+        self._batcher.count_dropped()
+        self._batcher.throttle.warn(f"invalid {what}", "dropped an invalid %s: %s", what, exc)
+        return False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def stats(self) -> ClientStats:
+        """Counters so far, as a frozen snapshot."""
+        return self._batcher.stats()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far was sent or given up; False on timeout."""
+        return self._batcher.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the background thread; later ``log_*`` calls drop their item.
+
+        Items still unsent after ``timeout`` seconds (default: the client's
+        ``close_timeout``) are dropped and counted; then it returns False.
+        """
+        return self._batcher.close(self._batcher.close_timeout if timeout is None else timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -9,6 +10,7 @@ import orjson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelwatch.auth import KeyStore, Principal
 from modelwatch.domain import Scope
@@ -18,8 +20,13 @@ from modelwatch.errors import (
     ModelwatchError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    StoreError,
     ValidationFailed,
 )
+
+logger = logging.getLogger(__name__)
+
+STORE_RETRY_AFTER_S = 5
 
 __all__ = [
     "ORJSONResponse",
@@ -48,8 +55,18 @@ def error_body(exc: ModelwatchError) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_modelwatch_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, ModelwatchError)
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        headers = None
+        if isinstance(exc, AuthError):
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, StoreError):
+            headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
         return ORJSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)
+
+    async def on_database_error(_: Request, exc: Exception) -> Response:
+        logger.error("store error: %s", exc)
+        body = {"error": StoreError.code, "detail": f"store error: {type(exc).__name__}"}
+        headers = {"Retry-After": str(STORE_RETRY_AFTER_S)}
+        return ORJSONResponse(body, status_code=503, headers=headers)
 
     async def on_request_validation(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -63,6 +80,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(ModelwatchError, on_modelwatch_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
+    app.add_exception_handler(SQLAlchemyError, on_database_error)
 
 
 def _scalar(value: object) -> bool:

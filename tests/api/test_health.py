@@ -38,3 +38,12 @@ def test_openapi_documents_the_ingest_bodies(client: TestClient) -> None:
     event = doc["components"]["schemas"]["EventDoc"]
     assert {"request_id", "timestamp", "features", "prediction"} <= set(event["required"])
     assert "/v1/models/{name}/aliases/{alias}" in doc["paths"]
+
+
+def test_store_outage_is_json_503_with_retry_after() -> None:
+    url = "postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=1"
+    with TestClient(create_app(Settings(database_url=url))) as c:
+        r = c.get("/v1/models")
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert r.json()["error"] == "store_unavailable"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,14 +11,19 @@ from fastapi import FastAPI
 from collector.ingest import Ingestor
 from collector.routes import DOC_MODELS
 from collector.routes import router as ingest_router
+from evaluators.routes import router as evaluation_router
+from evaluators.routes import validate_monitor
+from evaluators.scheduler import EvaluationService
 from modelwatch import __version__
 from modelwatch.api.health import router as health_router
 from modelwatch.api.registry import router as registry_router
 from modelwatch.auth import KeyStore
 from modelwatch.config import Config
+from modelwatch.errors import ConfigError, ValidationFailed
 from modelwatch.http import install_error_handlers
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
+from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
 
@@ -24,16 +31,34 @@ __all__ = ["create_app"]
 
 
 def create_app(
-    settings: Settings | None = None, store: Store | None = None, config: Config | None = None
+    settings: Settings | None = None,
+    store: Store | None = None,
+    config: Config | None = None,
+    *,
+    scheduler: bool = False,
 ) -> FastAPI:
+    """The API; with ``scheduler`` the evaluation scheduler runs in the same process."""
     settings = settings or Settings.from_env()
     store = store or Store(settings.database_url)
+    registry = Registry(store)
+    evaluation = EvaluationService(store, registry)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if scheduler:
+            evaluation.start()
+        try:
+            yield
+        finally:
+            evaluation.shutdown()
+
     app = FastAPI(
         title="modelwatch",
         version=__version__,
         description="Monitoring and continuous evaluation for ML models in production.",
+        lifespan=lifespan,
     )
-    registry = Registry(store)
+    app.state.evaluation = evaluation
     app.state.settings = settings
     app.state.store = store
     app.state.registry = registry
@@ -41,14 +66,35 @@ def create_app(
     app.state.ingestor = Ingestor(store, registry, settings.max_batch_events)
     app.state.references = ReferenceStore(store)
     if config is not None:
-        for spec in config.models:
-            registry.ensure_model(spec, "config")
+        apply_config(config, store, registry)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(registry_router)
     app.include_router(ingest_router)
+    app.include_router(evaluation_router)
     _document_raw_bodies(app)
     return app
+
+
+def check_config(config: Config, file: str) -> None:
+    """Checks the core cannot make itself: metric keys exist in the evaluators' registry."""
+    errors = []
+    for i, monitor in enumerate(config.monitors):
+        try:
+            validate_monitor(monitor)
+        except ValidationFailed as exc:
+            errors += [f"{file}: monitors[{i}].{e.path()}: {e.msg}" for e in exc.errors]
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def apply_config(config: Config, store: Store, registry: Registry) -> None:
+    """Register the config's models and create or update its monitors."""
+    for spec in config.models:
+        registry.ensure_model(spec, "config")
+    monitors = MonitorStore(store, registry)
+    for monitor in config.monitors:
+        monitors.upsert(monitor, "config", "config")
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -55,11 +56,14 @@ def is_loopback(host: str) -> bool:
 def _load(config_path: str | None) -> Config | None:
     if config_path is None:
         return None
+    from modelwatch.app import check_config
+
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
+        check_config(config, config_path)
     except ModelwatchError as exc:
         _fail(str(exc))
-    return None
+    return config
 
 
 @cli.command()
@@ -72,11 +76,20 @@ def _load(config_path: str | None) -> Config | None:
 @click.option(
     "--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the store first."
 )
+@click.option(
+    "--scheduler/--no-scheduler", default=True, show_default=True, help="Evaluate in this process."
+)
 @click.pass_context
 def serve(
-    ctx: click.Context, host: str, port: int, config_path: str | None, insecure: bool, migrate: bool
+    ctx: click.Context,
+    host: str,
+    port: int,
+    config_path: str | None,
+    insecure: bool,
+    migrate: bool,
+    scheduler: bool,
 ) -> None:
-    """Run the API (and, as they land, the scheduler and dashboards)."""
+    """Run the API and the evaluation scheduler."""
     import uvicorn
 
     from modelwatch.app import create_app
@@ -96,10 +109,88 @@ def serve(
                 "Create one with 'modelwatch keys create --name NAME --scope admin', "
                 "or pass --insecure."
             )
-        app = create_app(ctx.obj, store, config)
+        app = create_app(ctx.obj, store, config, scheduler=scheduler)
     except ModelwatchError as exc:
         _fail(str(exc))
     uvicorn.run(app, host=host, port=port, log_level=ctx.obj.log_level.lower())
+
+
+@cli.command()
+@click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="MODELWATCH_CONFIG"
+)
+@click.pass_context
+def worker(ctx: click.Context, config_path: str | None) -> None:
+    """Run only the scheduler and background work (no API); stops on SIGINT/SIGTERM."""
+    import signal
+    import threading
+
+    from evaluators.scheduler import EvaluationService
+    from modelwatch.app import apply_config
+    from modelwatch.store.migrate import is_current
+    from modelwatch.store.registry import Registry
+
+    config = _load(config_path)
+    store = _store(ctx)
+    if not is_current(store):
+        _fail("the store schema is behind: run 'modelwatch db upgrade'")
+    registry = Registry(store)
+    if config is not None:
+        apply_config(config, store, registry)
+    service = EvaluationService(store, registry)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    service.start()
+    click.echo(f"worker {service.runner.worker} evaluating {len(service.state.monitors)} monitors")
+    stop.wait()
+    service.shutdown()
+    click.echo(f"worker stopped: {service.state.evaluated} runs evaluated")
+
+
+_SINCE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+
+
+@cli.command()
+@click.option("--model", "model_name", required=True)
+@click.option("--monitor", "monitor_name", help="Only this monitor (default: all of the model's).")
+@click.option("--since", type=click.DateTime(_SINCE_FORMATS), help="UTC; default: the backfill.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context, model_name: str, monitor_name: str | None, since: datetime | None
+) -> None:
+    """Plan and run evaluations now, with the scheduler's own code."""
+    from evaluators.scheduler import EvaluationService
+    from modelwatch.store.migrate import upgrade
+    from modelwatch.store.registry import Registry
+
+    store = _store(ctx)
+    upgrade(store)
+    service = EvaluationService(store, Registry(store))
+    try:
+        model = service.registry.get_model(model_name)
+        monitors = [m for m in service.monitors.list(model.id) if monitor_name in (None, m.name)]
+    except ModelwatchError as exc:
+        _fail(str(exc))
+    if not monitors:
+        _fail(
+            f"no monitor for model {model_name!r}; declare one in the config or POST /v1/monitors"
+        )
+    since_us = None if since is None else int(since.replace(tzinfo=UTC).timestamp() * 1_000_000)
+    planned = sum(service.plan(m, since_us) for m in monitors)
+    ids = [m.id for m in monitors]
+    pending = sum(service.runs.counts(i).get("pending", 0) for i in ids)
+    click.echo(f"{planned} runs planned, {pending} pending for {len(monitors)} monitors")
+    with click.progressbar(length=pending, label="evaluating", show_pos=True) as bar:
+        while service.run_one(ids) is not None:
+            bar.update(1)
+    counts: dict[str, int] = {}
+    for i in ids:
+        for status, n in service.runs.counts(i).items():
+            counts[status] = counts.get(status, 0) + n
+    click.echo("runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if counts.get("failed"):
+        _fail(f"{counts['failed']} runs failed; see GET /v1/monitors/{{id}}/runs?status=failed")
 
 
 @cli.group()
@@ -183,7 +274,7 @@ def check_config(file: str) -> None:
     """Validate a config file; errors name the file, the key and the bad value."""
     config = _load(file)
     assert config is not None
-    click.echo(f"{file}: ok ({len(config.models)} models)")
+    click.echo(f"{file}: ok ({len(config.models)} models, {len(config.monitors)} monitors)")
 
 
 @cli.group("import")

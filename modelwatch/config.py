@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
+from modelwatch.monitors import MonitorSpec
 
 __all__ = ["Config", "load_config"]
 
@@ -30,6 +31,7 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[ModelSpec] = Field(default_factory=list)
+    monitors: list[MonitorSpec] = Field(default_factory=list)
 
 
 def _expand(node: Any, env: Mapping[str, str], path: str, file: str) -> Any:

@@ -112,3 +112,96 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
 )
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("spec", Text, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# One row per (monitor, version, window, segment key, data state): the unique key
+# is what makes every window evaluate exactly once per state, however many workers.
+evaluation_runs = Table(
+    "evaluation_runs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("monitor_id", Integer, ForeignKey("monitors.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "version_id", Integer, ForeignKey("model_versions.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("window_end_us", BigInteger, nullable=False),
+    Column("segment_key", String(128), nullable=False),
+    Column("data_state", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("current", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("n_events", BigInteger, nullable=False, default=0),
+    Column("n_labels", BigInteger, nullable=False, default=0),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint(
+        "monitor_id",
+        "version_id",
+        "window_start_us",
+        "segment_key",
+        "data_state",
+        name="uq_evaluation_runs_key",
+    ),
+    Index("ix_evaluation_runs_status", "status", "window_start_us"),
+    Index("ix_evaluation_runs_monitor", "monitor_id", "id"),
+)
+
+metric_results = Table(
+    "metric_results",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column(
+        "run_id", BigInteger, ForeignKey("evaluation_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("monitor_id", Integer, nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("window_start_us", BigInteger, nullable=False),
+    Column("window_end_us", BigInteger, nullable=False),
+    Column("current", Integer, nullable=False),
+    Column("segment", String(256), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("column_name", String(256), nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("p_value", Float, nullable=True),
+    Column("ci_low", Float, nullable=True),
+    Column("ci_high", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("n", BigInteger, nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_metric_results_query", "version_id", "metric", "window_start_us"),
+    Index("ix_metric_results_run", "run_id"),
+)
+
+# Batches the collector refused, so data quality can report schema violations.
+ingest_rejections = Table(
+    "ingest_rejections",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=True),
+    Column("received_us", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("first_error", Text, nullable=False),
+    Index("ix_ingest_rejections_version", "version_id", "received_us"),
+)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from modelwatch.cli import cli
 from modelwatch.store.engine import Store
+from modelwatch.store.migrate import head_revision
 
 
 def _run(store: Store, *args: str) -> Any:
@@ -176,7 +177,7 @@ def test_check_config(tmp_path: Path) -> None:
         "models:\n  - {name: m, task: regression, features: [{name: x, type: numeric}]}\n"
     )
     result = CliRunner().invoke(cli, ["check-config", str(good)])
-    assert result.exit_code == 0 and "ok (1 models)" in result.output
+    assert result.exit_code == 0 and "ok (1 models, 0 monitors)" in result.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         "models:\n  - {name: m, task: regression, features: [{name: x, type: number}]}\n"
@@ -187,5 +188,6 @@ def test_check_config(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_is_idempotent(store: Store) -> None:
-    assert "revision 0001" in _run(store, "db", "upgrade").output
-    assert "current: 0001  head: 0001" in _run(store, "db", "current").output
+    head = head_revision()
+    assert f"revision {head}" in _run(store, "db", "upgrade").output
+    assert f"current: {head}  head: {head}" in _run(store, "db", "current").output

@@ -1,0 +1,69 @@
+"""Which checks a monitor runs: its own list, or the defaults for the model's task."""
+
+from __future__ import annotations
+
+from evaluators.base import UnknownMetricError, get_metric, metric_keys
+from modelwatch.domain import Task
+from modelwatch.monitors import CheckSpec, MonitorSpec
+
+__all__ = ["DEFAULT_CHECKS", "resolve_checks", "unknown_checks"]
+
+_QUALITY_AND_COST = [
+    "data_drift",
+    "missing_rate",
+    "out_of_range",
+    "unseen_categories",
+    "schema_violations",
+    "constant_columns",
+    "volume",
+    "latency",
+    "resource_per_1k",
+    "cost_per_1k",
+    "champion_challenger",
+    "cost_diff",
+]
+DEFAULT_CHECKS: dict[Task, list[str]] = {
+    Task.BINARY: [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+        "brier",
+        "calibration_error",
+        "confusion_matrix",
+        *_QUALITY_AND_COST,
+    ],
+    Task.MULTICLASS: [
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "log_loss",
+        "confusion_matrix",
+        *_QUALITY_AND_COST,
+    ],
+    Task.REGRESSION: ["mae", "rmse", "mape", "r2", "error_quantiles", *_QUALITY_AND_COST],
+}
+
+
+def resolve_checks(spec: MonitorSpec, task: Task) -> list[CheckSpec]:
+    """The monitor's checks, or the task's defaults among the registered metrics."""
+    if spec.checks:
+        return list(spec.checks)
+    known = set(metric_keys())
+    return [CheckSpec(metric=k) for k in DEFAULT_CHECKS[task] if k in known]
+
+
+def unknown_checks(spec: MonitorSpec) -> list[tuple[int, str]]:
+    """(index, message) for every check whose metric key is not registered."""
+    problems = []
+    for i, check in enumerate(spec.checks):
+        try:
+            get_metric(check.metric)
+        except UnknownMetricError as exc:
+            problems.append((i, str(exc)))
+    return problems

@@ -1,0 +1,1 @@
+"""Built-in metrics; importing this package registers them all."""

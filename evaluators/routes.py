@@ -1,0 +1,189 @@
+"""Monitor and result routes: /v1/monitors, /v1/monitors/{id}/runs, /v1/models/{name}/results."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from evaluators.checks import unknown_checks
+from modelwatch.auth import Principal
+from modelwatch.domain import Scope
+from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.monitors import MonitorSpec
+from modelwatch.store.monitors import MonitorRecord, MonitorStore
+from modelwatch.store.registry import Registry
+from modelwatch.store.results import ResultQuery, query_results
+from modelwatch.store.runs import RunRecord, RunStore
+from modelwatch.timeutil import us_to_datetime
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["evaluation"], default_response_class=ORJSONResponse)
+
+
+def _monitors(request: Request) -> MonitorStore:
+    return MonitorStore(request.app.state.store, request.app.state.registry)
+
+
+def monitor_json(m: MonitorRecord) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "name": m.name,
+        "model": m.spec.model,
+        "source": m.source,
+        "spec": m.spec.model_dump(mode="json"),
+        "updated_at": m.updated_at,
+        "updated_by": m.updated_by,
+    }
+
+
+def run_json(r: RunRecord) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "version_id": r.version_id,
+        "window_start": us_to_datetime(r.window_start_us),
+        "window_end": us_to_datetime(r.window_end_us),
+        "segment_key": r.segment_key,
+        "data_state": r.data_state,
+        "status": r.status,
+        "current": r.current,
+        "attempts": r.attempts,
+        "claimed_by": r.claimed_by,
+        "finished_at": r.finished_at,
+        "duration_ms": r.duration_ms,
+        "events": r.n_events,
+        "labels": r.n_labels,
+        "error": r.error,
+    }
+
+
+def validate_monitor(spec: MonitorSpec) -> None:
+    problems = unknown_checks(spec)
+    if problems:
+        raise ValidationFailed([FieldError(("checks", i, "metric"), msg) for i, msg in problems])
+
+
+@router.post("/monitors", status_code=201)
+def create_monitor(
+    spec: MonitorSpec, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    validate_monitor(spec)
+    return monitor_json(_monitors(request).create(spec, who.name))
+
+
+@router.get("/monitors")
+def list_monitors(
+    request: Request, model: str | None = None, _: Principal = Requires(Scope.READ)
+) -> dict[str, Any]:
+    model_id = request.app.state.registry.get_model(model).id if model else None
+    return {"monitors": [monitor_json(m) for m in _monitors(request).list(model_id)]}
+
+
+@router.get("/monitors/{monitor_id}")
+def get_monitor(
+    monitor_id: int, request: Request, _: Principal = Requires(Scope.READ)
+) -> dict[str, Any]:
+    return monitor_json(_monitors(request).get(monitor_id))
+
+
+@router.get("/monitors/{monitor_id}/runs")
+def list_runs(
+    monitor_id: int,
+    request: Request,
+    limit: int = Query(50, ge=1, le=1000),
+    status: str | None = Query(None, pattern="^(pending|running|done|failed)$"),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    monitor = _monitors(request).get(monitor_id)
+    runs = RunStore(request.app.state.store)
+    return {
+        "monitor": monitor_json(monitor),
+        "counts": runs.counts(monitor_id),
+        "runs": [run_json(r) for r in runs.list(monitor_id, limit, status)],
+    }
+
+
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1_000_000)
+
+
+def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    registry: Registry = request.app.state.registry
+    model = registry.get_model(name)
+    versions = {v.id: v for v in registry.list_versions(model)}
+    if params["version"] is not None:
+        versions = {v.id: v for v in versions.values() if v.version == params["version"]}
+        if not versions:
+            registry.get_version(model, params["version"])  # raises the 404
+    query = ResultQuery(
+        version_ids=list(versions),
+        metric=params["metric"],
+        column=params["column"],
+        segment=params["segment"],
+        since_us=_us(params["since"]),
+        until_us=_us(params["until"]),
+        current_only=not params["all_runs"],
+        limit=params["limit"],
+    )
+    rows = query_results(request.app.state.store, query)
+    return {
+        "model": model.name,
+        "results": [
+            {
+                "version": versions[r["version_id"]].version,
+                "window_start": us_to_datetime(r["window_start_us"]),
+                "window_end": us_to_datetime(r["window_end_us"]),
+                "metric": r["metric"],
+                "column": r["column_name"] or None,
+                "label": r["label"] or None,
+                "segment": r["segment"] or None,
+                "value": r["value"],
+                "p_value": r["p_value"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "threshold": r["threshold"],
+                "n": r["n"],
+                "status": r["status"],
+                "detail": r["detail"],
+                "run_id": r["run_id"],
+                "current": bool(r["current"]),
+            }
+            for r in rows
+        ],
+    }
+
+
+@router.get("/models/{name}/results")
+async def get_results(
+    name: str,
+    request: Request,
+    metric: str | None = None,
+    version: str | None = None,
+    column: str | None = None,
+    segment: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    all_runs: bool = Query(False, description="include results superseded by later runs"),
+    limit: int = Query(10_000, ge=1, le=50_000),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    params = {
+        "metric": metric,
+        "version": version,
+        "column": column,
+        "segment": segment,
+        "since": since,
+        "until": until,
+        "all_runs": all_runs,
+        "limit": limit,
+    }
+    result: dict[str, Any] = await run_in_threadpool(_results, request, name, params)
+    return result

@@ -1,0 +1,263 @@
+"""The runner: claims a run, loads its window and baseline, runs the checks, stores results.
+
+Metrics are pure; the runner is the only part that reads the store (through
+:mod:`modelwatch.store.frames`) and it writes results through the run store.
+A failing metric becomes an ``error`` result; a failing run is recorded and
+retried; nothing here raises into the scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+from sqlalchemy import func, select, text
+
+from evaluators.base import EvalContext, Family, Metric, get_metric
+from evaluators.checks import resolve_checks
+from evaluators.windows import US
+from modelwatch.domain import Alias
+from modelwatch.monitors import Baseline, CheckSpec
+from modelwatch.results import MetricResult, Status
+from modelwatch.store import tables as t
+from modelwatch.store.engine import Store
+from modelwatch.store.frames import fetch, frame_columns, read_events, read_reference
+from modelwatch.store.monitors import MonitorRecord, MonitorStore
+from modelwatch.store.references import ReferenceStore
+from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
+from modelwatch.store.runs import RunRecord, RunStore
+
+__all__ = ["Runner"]
+
+log = logging.getLogger(__name__)
+VOLUME_HISTORY = 24  # windows averaged for the expected volume
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    run: RunRecord
+    monitor: MonitorRecord
+    model: ModelRecord
+    version: VersionRecord
+    window: pl.DataFrame
+    baseline: pl.DataFrame | None
+    usage: pl.DataFrame
+    champion: VersionRecord | None
+    expected_volume: float | None
+    rejected_events: int
+
+
+class Runner:
+    def __init__(self, store: Store, registry: Registry, worker: str) -> None:
+        self.store = store
+        self.registry = registry
+        self.worker = worker
+        self.monitors = MonitorStore(store, registry)
+        self.runs = RunStore(store)
+        self.references = ReferenceStore(store)
+
+    def run_next(self, monitor_ids: list[int] | None = None) -> RunRecord | None:
+        """Claim and evaluate one run; None when nothing is pending."""
+        run = self.runs.claim(self.worker, monitor_ids)
+        if run is None:
+            return None
+        started = time.perf_counter()
+        try:
+            results = self.evaluate(run)
+        except Exception as exc:  # a broken run must not stop the worker
+            log.exception("evaluation run %s failed", run.id)
+            self.runs.fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+            return run
+        self.runs.finish(run, results, (time.perf_counter() - started) * 1000)
+        return run
+
+    def evaluate(self, run: RunRecord) -> list[tuple[str, MetricResult]]:
+        inputs = self._load(run)
+        checks = resolve_checks(inputs.monitor.spec, inputs.model.spec.task)
+        if not run.segment_key:
+            return [("", r) for r in self._compute(inputs, checks, inputs.window, None)]
+        column = self._segment_column(inputs.model, run.segment_key)
+        out: list[tuple[str, MetricResult]] = []
+        for (value,), part in inputs.window.group_by(column, maintain_order=True):
+            segment = f"{run.segment_key}={'' if value is None else value}"
+            only = pl.col(column).is_null() if value is None else pl.col(column) == value
+            out += [(segment, r) for r in self._compute(inputs, checks, part, only)]
+        return out
+
+    # --- loading -------------------------------------------------------------
+    def _load(self, run: RunRecord) -> _Inputs:
+        monitor = self.monitors.get(run.monitor_id)
+        model = self.registry.get_model(monitor.spec.model)
+        versions = self.registry.list_versions(model)
+        version = next(v for v in versions if v.id == run.version_id)
+        champion = next((v for v in versions if v.alias == Alias.CHAMPION.value), None)
+        window = self._window(model, version.id, run)
+        baseline = self._baseline(monitor, model, version, champion, run)
+        usage = self._usage(version.id, run)
+        expected = self._expected_volume(model, version.id, run, monitor.spec.window)
+        rejected = self._rejected(version.id, run)
+        return _Inputs(
+            run, monitor, model, version, window, baseline, usage, champion, expected, rejected
+        )
+
+    def _window(self, model: ModelRecord, version_id: int, run: RunRecord) -> pl.DataFrame:
+        frame = read_events(
+            self.store,
+            model,
+            [version_id],
+            run.window_start_us,
+            run.window_end_us,
+            with_labels=True,
+        )
+        return _conform(model, frame)
+
+    def _baseline(
+        self,
+        monitor: MonitorRecord,
+        model: ModelRecord,
+        version: VersionRecord,
+        champion: VersionRecord | None,
+        run: RunRecord,
+    ) -> pl.DataFrame | None:
+        if monitor.spec.baseline is Baseline.CHAMPION and champion and champion.id != version.id:
+            return self._window(model, champion.id, run)
+        references = self.references.latest_by_version(model)
+        ref = references.get(version.id) or (references.get(champion.id) if champion else None)
+        if ref is None:
+            return None
+        return _conform(model, read_reference(self.store, model, int(ref["dataset_id"])))
+
+    def _usage(self, version_id: int, run: RunRecord) -> pl.DataFrame:
+        sql = (
+            "SELECT ts_us, latency_ms, cpu_seconds, memory_mb, gpu_seconds, cost "
+            f"FROM usage_samples WHERE version_id = {int(version_id)} "
+            f"AND ts_us >= {int(run.window_start_us)} "
+            f"AND ts_us < {int(run.window_end_us)}"
+        )
+        frame = fetch(self.store, sql)
+        cols = ["latency_ms", "cpu_seconds", "memory_mb", "gpu_seconds", "cost"]
+        return frame.select(
+            pl.col("ts_us").cast(pl.Int64).cast(pl.Datetime("us", "UTC")).alias("timestamp"),
+            *(pl.col(c).cast(pl.Float64) for c in cols),
+        )
+
+    def _segment_column(self, model: ModelRecord, key: str) -> str:
+        names = frame_columns(model.layout)
+        for storage, frame_name in names.by_storage.items():
+            if storage.startswith("g_") and frame_name in (key, f"segment:{key}"):
+                return frame_name
+        raise KeyError(f"model {model.name!r} has no segment key {key!r}")
+
+    # --- computing -----------------------------------------------------------
+    def _compute(
+        self,
+        inputs: _Inputs,
+        checks: list[CheckSpec],
+        window: pl.DataFrame,
+        segment: pl.Expr | None,
+    ) -> list[MetricResult]:
+        out: list[MetricResult] = []
+        for check in checks:
+            metric = get_metric(check.metric)
+            if inputs.model.spec.task not in metric.tasks:
+                continue
+            ctx = self._context(inputs, metric, check, window, segment)
+            if ctx is None:
+                continue
+            out += _safe_compute(metric, ctx)
+        return out
+
+    def _context(
+        self,
+        inputs: _Inputs,
+        metric: Metric,
+        check: CheckSpec,
+        window: pl.DataFrame,
+        segment: pl.Expr | None,
+    ) -> EvalContext | None:
+        spec = inputs.monitor.spec
+        options: dict[str, Any] = {
+            "window_hours": spec.window / 3600,
+            "prices": spec.prices.model_dump(),
+            "expected_volume": inputs.expected_volume if segment is None else None,
+            "rejected_events": inputs.rejected_events if segment is None else 0,
+            **check.options,
+        }
+        ctx_window, challenger, usage = window, None, inputs.usage
+        if metric.family is Family.COMPARISON:
+            champion = inputs.champion
+            if champion is None or champion.id == inputs.version.id:
+                return None  # only challengers and shadows are compared with the champion
+            ctx_window = self._window(inputs.model, champion.id, inputs.run)
+            if segment is not None:
+                ctx_window = ctx_window.filter(segment)
+            challenger = window
+            options.setdefault("challenger_usage", inputs.usage)
+            usage = self._usage(champion.id, inputs.run)
+        return EvalContext(
+            spec=inputs.model.spec,
+            window=ctx_window,
+            baseline=inputs.baseline,
+            usage=usage,
+            challenger=challenger,
+            options=options,
+            min_samples=spec.min_samples,
+        )
+
+    def _expected_volume(
+        self, model: ModelRecord, version_id: int, run: RunRecord, window_s: int
+    ) -> float | None:
+        """Mean events per window over the previous windows that had traffic."""
+        window_us = window_s * US
+        start = run.window_start_us - VOLUME_HISTORY * window_us
+        sql = text(
+            f'SELECT COUNT(*), COUNT(DISTINCT ts_us / :w) FROM "{model.layout.events.name}" '
+            "WHERE version_id = :v AND ts_us >= :a AND ts_us < :b"
+        )
+        params = {"w": window_us, "v": version_id, "a": start, "b": run.window_start_us}
+        with self.store.read() as conn:
+            events, windows = conn.execute(sql, params).one()
+        return float(events) / float(windows) if windows else None
+
+    def _rejected(self, version_id: int, run: RunRecord) -> int:
+        """Events the collector refused for this version while the window was open."""
+        r = t.ingest_rejections
+        query = select(func.coalesce(func.sum(r.c["items"]), 0)).where(
+            r.c.version_id == version_id,
+            r.c.kind == "predictions",
+            r.c.received_us >= run.window_start_us,
+            r.c.received_us < run.window_end_us,
+        )
+        with self.store.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _safe_compute(metric: Metric, ctx: EvalContext) -> list[MetricResult]:
+    try:
+        return metric.compute(ctx)
+    except Exception as exc:  # a metric bug must not lose the other results
+        log.exception("metric %s failed", metric.key)
+        return [
+            MetricResult(
+                metric.key,
+                None,
+                ctx.window.height,
+                Status.ERROR,
+                detail=f"{type(exc).__name__}: {exc}",
+            )
+        ]
+
+
+def _conform(model: ModelRecord, frame: pl.DataFrame) -> pl.DataFrame:
+    """Name the prediction ``prediction`` and the target ``label``, as metrics expect."""
+    names = frame_columns(model.layout)
+    renames = {}
+    if names.prediction != "prediction" and names.prediction in frame.columns:
+        renames[names.prediction] = "prediction"
+    if names.target in frame.columns and "label" not in frame.columns:
+        renames[names.target] = "label"
+    return frame.rename(renames) if renames else frame

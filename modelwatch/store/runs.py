@@ -1,0 +1,220 @@
+"""Evaluation runs: planned with a unique key, claimed by one worker, finished with results.
+
+A run is one (monitor, version, window, segment key, data state). Planning
+inserts runs with ``ON CONFLICT DO NOTHING``; workers claim the oldest pending
+run with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has one writer), so
+every window is evaluated once per data state however many workers run. A
+claim older than the lease is taken over (its worker died).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from modelwatch.results import MetricResult
+from modelwatch.store import tables as t
+from modelwatch.store.engine import Store
+from modelwatch.store.registry import utcnow
+
+__all__ = ["PlannedRun", "RunRecord", "RunStore"]
+
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+MAX_ATTEMPTS = 3
+_PLAN_CHUNK = 500  # rows per INSERT, well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    monitor_id: int
+    version_id: int
+    window_start_us: int
+    window_end_us: int
+    segment_key: str
+    data_state: str
+    n_events: int
+    n_labels: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    monitor_id: int
+    version_id: int
+    window_start_us: int
+    window_end_us: int
+    segment_key: str
+    data_state: str
+    status: str
+    current: bool
+    attempts: int
+    claimed_by: str | None
+    claimed_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: float | None
+    n_events: int
+    n_labels: int
+    error: str | None
+
+
+def _run(row: Row[Any]) -> RunRecord:
+    m = row._mapping
+    return RunRecord(
+        **{k: m[k] for k in RunRecord.__dataclass_fields__ if k != "current"},
+        current=bool(m["current"]),
+    )
+
+
+def _insert(dialect: str) -> Any:
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t.evaluation_runs)
+
+
+class RunStore:
+    def __init__(self, store: Store, lease_s: float = 900.0) -> None:
+        self.store = store
+        self.lease = timedelta(seconds=lease_s)
+
+    def plan(self, runs: Sequence[PlannedRun]) -> int:
+        """Insert runs not planned before; returns how many are new."""
+        if not runs:
+            return 0
+        now = utcnow()
+        rows = [
+            {**r.__dict__, "status": PENDING, "current": 0, "attempts": 0, "created_at": now}
+            for r in runs
+        ]
+        new = 0
+        with self.store.write() as conn:
+            for start in range(0, len(rows), _PLAN_CHUNK):
+                chunk = rows[start : start + _PLAN_CHUNK]
+                stmt = _insert(self.store.dialect).values(chunk).on_conflict_do_nothing()
+                # rowcount is unreliable for multi-row inserts; RETURNING lists only new rows.
+                new += len(conn.execute(stmt.returning(t.evaluation_runs.c.id)).all())
+        return new
+
+    def known_keys(
+        self, monitor_id: int, version_id: int, since_us: int
+    ) -> set[tuple[int, str, str]]:
+        """(window start, segment key, data state) of every run planned since ``since_us``."""
+        r = t.evaluation_runs
+        query = select(r.c.window_start_us, r.c.segment_key, r.c.data_state).where(
+            r.c.monitor_id == monitor_id,
+            r.c.version_id == version_id,
+            r.c.window_start_us >= since_us,
+        )
+        with self.store.read() as conn:
+            return {(a, b, c) for a, b, c in conn.execute(query)}
+
+    def claim(self, worker: str, monitor_ids: Iterable[int] | None = None) -> RunRecord | None:
+        """Take the oldest pending (or abandoned) run, or None when there is none."""
+        r = t.evaluation_runs
+        now = utcnow()
+        claimable = (r.c.status == PENDING) | and_(
+            r.c.status == RUNNING, r.c.claimed_at < now - self.lease, r.c.attempts < MAX_ATTEMPTS
+        )
+        pick = select(r.c.id).where(claimable).order_by(r.c.window_start_us, r.c.id).limit(1)
+        if monitor_ids is not None:
+            pick = pick.where(r.c.monitor_id.in_(list(monitor_ids)))
+        if self.store.is_postgres:
+            pick = pick.with_for_update(skip_locked=True)
+        stmt = (
+            update(r)
+            .where(r.c.id == pick.scalar_subquery())
+            .values(status=RUNNING, claimed_by=worker, claimed_at=now, attempts=r.c.attempts + 1)
+            .returning(*r.c)
+        )
+        with self.store.write() as conn:
+            row = conn.execute(stmt).first()
+        return _run(row) if row is not None else None
+
+    def finish(
+        self, run: RunRecord, results: Sequence[tuple[str, MetricResult]], duration_ms: float
+    ) -> None:
+        """Store ``(segment, result)`` pairs and make this run the window's current one."""
+        r, m = t.evaluation_runs, t.metric_results
+        same_window = and_(
+            r.c.monitor_id == run.monitor_id,
+            r.c.version_id == run.version_id,
+            r.c.window_start_us == run.window_start_us,
+            r.c.segment_key == run.segment_key,
+        )
+        with self.store.write() as conn:
+            older = select(r.c.id).where(same_window, r.c.id != run.id, r.c.current == 1)
+            older_ids = [i for (i,) in conn.execute(older)]
+            if older_ids:
+                conn.execute(update(r).where(r.c.id.in_(older_ids)).values(current=0))
+                conn.execute(update(m).where(m.c.run_id.in_(older_ids)).values(current=0))
+            _write_results(conn, run, results)
+            conn.execute(
+                update(r)
+                .where(r.c.id == run.id)
+                .values(
+                    status=DONE,
+                    current=1,
+                    finished_at=utcnow(),
+                    duration_ms=duration_ms,
+                    error=None,
+                )
+            )
+
+    def fail(self, run: RunRecord, error: str) -> None:
+        r = t.evaluation_runs
+        status = FAILED if run.attempts >= MAX_ATTEMPTS else PENDING
+        with self.store.write() as conn:
+            conn.execute(
+                update(r)
+                .where(r.c.id == run.id)
+                .values(status=status, error=error[:4000], finished_at=utcnow())
+            )
+
+    def list(self, monitor_id: int, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+        r = t.evaluation_runs
+        query = select(r).where(r.c.monitor_id == monitor_id).order_by(r.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(r.c.status == status)
+        with self.store.read() as conn:
+            return [_run(row) for row in conn.execute(query)]
+
+    def counts(self, monitor_id: int | None = None) -> dict[str, int]:
+        r = t.evaluation_runs
+        query = select(r.c.status, func.count()).group_by(r.c.status)
+        if monitor_id is not None:
+            query = query.where(r.c.monitor_id == monitor_id)
+        with self.store.read() as conn:
+            return {s: int(n) for s, n in conn.execute(query)}
+
+
+def _write_results(
+    conn: Connection, run: RunRecord, results: Sequence[tuple[str, MetricResult]]
+) -> None:
+    if not results:
+        return
+    rows = [
+        {
+            "run_id": run.id,
+            "monitor_id": run.monitor_id,
+            "version_id": run.version_id,
+            "window_start_us": run.window_start_us,
+            "window_end_us": run.window_end_us,
+            "current": 1,
+            "segment": segment,
+            "metric": res.metric,
+            "column_name": res.column or "",
+            "label": res.label or "",
+            "value": res.value,
+            "p_value": res.p_value,
+            "ci_low": res.ci_low,
+            "ci_high": res.ci_high,
+            "threshold": res.threshold,
+            "n": res.n,
+            "status": res.status.value,
+            "detail": res.detail,
+        }
+        for segment, res in results
+    ]
+    conn.execute(t.metric_results.insert(), rows)

@@ -1,7 +1,9 @@
 """Plays deployed models: sends predictions, delayed labels and usage through the real SDK.
 
-Seeded, so a run behaves the same each time. Time is simulated: ``speed``
-simulated seconds pass per real second, starting now.
+Seeded, so a run behaves the same each time. At start it replays ``history_s``
+of past traffic (``speed`` times faster than real time; 0 means as fast as the
+service takes it) so that evaluations have closed windows at once, then it
+sends live traffic in real time.
 """
 
 from __future__ import annotations
@@ -25,7 +27,24 @@ __all__ = ["Simulator", "SimulatorStats"]
 
 log = logging.getLogger(__name__)
 
-LABEL_DELAY_S = 30.0
+LABEL_DELAY_S = 120.0
+PRICES = {"cpu_hour": 0.048, "gpu_hour": 0.0, "gb_hour": 0.006}
+MONITORS: list[dict[str, object]] = [
+    {
+        "name": name,
+        "model": model,
+        "window": "5m",
+        "schedule": "10s",
+        "label_delay": "1h",
+        "segments": segments,
+        "backfill": "1d",
+        "prices": PRICES,
+    }
+    for name, model, segments in (
+        ("fraud-5m", "fraud", ["country"]),
+        ("eta-5m", "delivery-eta", []),
+    )
+]
 LABEL_SHARE = 0.9
 
 
@@ -51,8 +70,9 @@ class Simulator:
         api_key: str | None = None,
         *,
         seed: int = 7,
-        speed: float = 1.0,
-        rate: float = 20.0,
+        speed: float = 0.0,
+        rate: float = 2.0,
+        history_s: float = 6 * 3600,
         say: Callable[[str], None] = print,
     ) -> None:
         self.url = url.rstrip("/")
@@ -64,14 +84,9 @@ class Simulator:
         self.client = Client(self.url, api_key)
         self.stats = SimulatorStats()
         self._labels: list[_PendingLabel] = []
-        self._start_real = time.monotonic()
-        self._start_sim = time.time()
+        self.clock = time.time() - history_s
         self._seq = 0
 
-    def now(self) -> float:
-        return self._start_sim + (time.monotonic() - self._start_real) * self.speed
-
-    # --- set-up through the REST API -----------------------------------------
     def register(self) -> None:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
@@ -91,7 +106,12 @@ class Simulator:
                         self._upload_reference(http, spec["name"], version)
                     elif r.status_code != 409:
                         r.raise_for_status()
+            for monitor in MONITORS:
+                r = http.post("/v1/monitors", json=monitor)
+                if r.status_code not in (201, 409):
+                    r.raise_for_status()
         self.say("registered models: fraud (v1 champion, v2 shadow challenger), delivery-eta (v1)")
+        self.say("monitors: 5-minute windows evaluated every 10s (fraud also per country)")
 
     def _upload_reference(self, http: httpx.Client, model: str, version: str) -> None:
         rng = np.random.default_rng(1000 + len(version))
@@ -115,15 +135,31 @@ class Simulator:
         ).raise_for_status()
 
     # --- traffic -------------------------------------------------------------
-    def step(self, real_seconds: float) -> None:
-        """Send the traffic of ``real_seconds`` of simulated time ending now."""
-        end = self.now()
-        span = real_seconds * self.speed
-        n = max(1, int(self.rng.poisson(self.rate * real_seconds)))
-        stamps = np.sort(end - span * self.rng.random(n))
-        self._fraud(stamps)
-        self._eta(stamps[: max(1, n // 2)])
+    def step(self, span: float) -> None:
+        """Send the traffic of the next ``span`` simulated seconds."""
+        start, end = self.clock, self.clock + span
+        n = int(self.rng.poisson(self.rate * span))
+        if n:
+            stamps = np.sort(start + span * self.rng.random(n))
+            self._fraud(stamps)
+            self._eta(stamps[: max(1, n // 2)])
+        self.clock = end
         self._due_labels(end)
+
+    def backfill(self, step_s: float = 300.0) -> None:
+        """Replay the history up to now, flushing each step so nothing is dropped."""
+        began, first = time.monotonic(), self.clock
+        while (behind := time.time() - self.clock) > 1.0:
+            self.step(min(step_s, behind))
+            self.client.flush()
+            if self.speed > 0:
+                lag = (self.clock - first) / self.speed - (time.monotonic() - began)
+                time.sleep(max(0.0, lag))
+        s = self.stats
+        self.say(
+            f"replayed {(self.clock - first) / 3600:.1f}h of history in "
+            f"{time.monotonic() - began:.1f}s: {s.predictions} predictions, {s.labels} labels"
+        )
 
     def _ids(self, prefix: str, n: int) -> list[str]:
         start = self._seq
@@ -197,15 +233,16 @@ class Simulator:
     def run(
         self, duration: float | None = None, tick: float = 0.5, narrate_every: float = 10.0
     ) -> None:
+        """Live traffic in real time until ``duration`` seconds pass (None: forever)."""
         started = last_said = time.monotonic()
         while duration is None or time.monotonic() - started < duration:
             time.sleep(tick)
-            self.step(tick)
+            self.step(max(0.0, time.time() - self.clock))
             if time.monotonic() - last_said >= narrate_every:
                 last_said = time.monotonic()
                 s = self.stats
                 self.say(
-                    f"[{_iso(self.now())[:19]}] sent {s.predictions} predictions, "
+                    f"[{_iso(self.clock)[:19]}] sent {s.predictions} predictions, "
                     f"{s.labels} labels, {s.usage} usage samples"
                 )
 

@@ -72,7 +72,9 @@ def create_monitor(
     spec: MonitorSpec, request: Request, who: Principal = Requires(Scope.ADMIN)
 ) -> dict[str, Any]:
     validate_monitor(spec)
-    return monitor_json(_monitors(request).create(spec, who.name))
+    created = _monitors(request).create(spec, who.name)
+    request.app.state.evaluation.sync()  # schedule it now, not at the next periodic sync
+    return monitor_json(created)
 
 
 @router.get("/monitors")

@@ -154,13 +154,16 @@ class EvaluationService:
             seen.add(monitor.id)
             if self._schedules.get(monitor.id) == monitor.spec.schedule:
                 continue
+            # A new monitor is planned at once; a changed one keeps its trigger's next time.
+            # (APScheduler treats next_run_time=None as "paused", so it is only ever a time.)
+            first = {} if monitor.id in self._schedules else {"next_run_time": _now()}
             scheduler.add_job(
                 self.tick,
                 _trigger(monitor.spec.schedule),
                 args=[monitor.id],
                 id=f"monitor:{monitor.id}",
                 replace_existing=True,
-                next_run_time=None if monitor.id in self._schedules else _now(),
+                **first,
             )
             self._schedules[monitor.id] = monitor.spec.schedule
         for gone in set(self._schedules) - seen:

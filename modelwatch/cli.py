@@ -40,8 +40,9 @@ def cli(ctx: click.Context) -> None:
     logging.basicConfig(
         level=ctx.obj.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # One line per HTTP request would drown the demo's narration and the service's own logs.
+    # One line per HTTP request or scheduler job would drown the demo's narration and the service's own logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def is_loopback(host: str) -> bool:
@@ -344,40 +345,45 @@ def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_
 
 @cli.command()
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--history", default="6h", show_default=True, help="Past traffic replayed at start.")
 @click.option(
     "--speed",
-    default=1.0,
+    default=0.0,
     show_default=True,
-    type=click.FloatRange(0.1, 10_000),
-    help="Simulated seconds per real second.",
+    type=click.FloatRange(0, 1e6),
+    help="Replay the history this many times faster than real time (0: as fast as possible).",
 )
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option(
-    "--rate",
-    default=20.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 5000),
-    help="Transactions per real second.",
+    "--rate", default=2.0, show_default=True, type=click.FloatRange(0.01, 1000), help="Requests/s."
 )
 @click.option(
-    "--duration",
-    default=0.0,
-    type=float,
-    help="Stop after this many seconds (0: run until Ctrl-C).",
+    "--duration", default=0.0, type=float, help="Seconds of live traffic (0: until Ctrl-C)."
 )
 @click.pass_context
 def demo(
-    ctx: click.Context, port: int, speed: float, seed: int, rate: float, duration: float
+    ctx: click.Context,
+    port: int,
+    history: str,
+    speed: float,
+    seed: int,
+    rate: float,
+    duration: float,
 ) -> None:
     """The service on the embedded store plus simulated models sending live traffic."""
     from demo.simulator import Simulator
     from modelwatch.app import create_app
+    from modelwatch.durations import parse_duration
     from modelwatch.serving import BackgroundServer
     from modelwatch.store.migrate import upgrade
 
+    try:
+        history_s = parse_duration(history)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--history") from None
     store = _store(ctx)
     upgrade(store)
-    server = BackgroundServer(create_app(ctx.obj, store), "127.0.0.1", port)
+    server = BackgroundServer(create_app(ctx.obj, store, scheduler=True), "127.0.0.1", port)
     try:
         server.start()
     except RuntimeError as exc:
@@ -386,21 +392,23 @@ def demo(
     say(f"modelwatch demo on {store.dialect} ({ctx.obj.database_url})")
     say(f"  API docs   {server.url}/docs")
     say(f"  models     {server.url}/v1/models/fraud")
+    say(f"  results    {server.url}/v1/models/fraud/results?metric=accuracy")
     say(f"  health     {server.url}/readyz")
-    simulator = Simulator(server.url, seed=seed, speed=speed, rate=rate, say=say)
+    sim = Simulator(server.url, seed=seed, speed=speed, rate=rate, history_s=history_s, say=say)
     try:
-        simulator.register()
+        sim.register()
+        sim.backfill()
         say(
-            "simulating: fraud v1 (champion) and v2 (shadow, same requests, 3x the CPU), "
-            "delivery-eta v1; labels arrive 30 simulated seconds late. Ctrl-C stops."
+            "live: fraud v1 (champion) and v2 (shadow: same requests, 3x the CPU), delivery-eta "
+            "v1; labels arrive two minutes after their predictions. Ctrl-C stops."
         )
-        simulator.run(duration or None)
+        sim.run(duration or None)
     except KeyboardInterrupt:
         say("stopping ...")
     finally:
-        simulator.close()
+        sim.close()
         server.stop()
-    s = simulator.stats
+    s = sim.stats
     say(f"done: {s.predictions} predictions, {s.labels} labels, {s.usage} usage samples sent")
 
 

@@ -30,9 +30,9 @@ def test_demo_sends_predictions_labels_and_usage(tmp_path: Path) -> None:
         "--port",
         str(_free_port()),
         "--duration",
-        "6",
-        "--speed",
-        "20",
+        "14",
+        "--history",
+        "1h",
     ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -49,6 +49,9 @@ def test_demo_sends_predictions_labels_and_usage(tmp_path: Path) -> None:
     assert v1.events > 50 and v1.events == v2.events  # shadow traffic: the same requests
     assert 0 < v1.labels_joined < v1.events  # labels arrive late, and not for every request
     assert v1.usage_samples > 0 and v2.usage_samples > 0
+    with store.read() as conn:
+        done = conn.exec_driver_sql("SELECT COUNT(*) FROM evaluation_runs WHERE status = 'done'")
+        assert done.scalar_one() > 0  # the scheduler evaluated the replayed windows
     eta = registry.get_model("delivery-eta")
     assert version_stats(store, eta)[registry.get_version(eta, "v1").id].events > 0
     store.dispose()

@@ -33,15 +33,14 @@ rows). ``bootstrap: 0`` turns bootstrap intervals off.
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
 from dataclasses import dataclass, replace
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
+from evaluators.base import EvalContext, Family, MetricResult, Status, register
 from evaluators.intervals import (
     Floats,
     IntervalSettings,
@@ -55,6 +54,7 @@ from evaluators.intervals import (
     normal_interval,
     wilson,
 )
+from evaluators.metrics.sampled import SampledMetric
 from modelwatch.domain import Task
 
 __all__ = [
@@ -68,8 +68,6 @@ __all__ = [
     "Precision",
     "Recall",
     "RocAuc",
-    "SampledMetric",
-    "joined_rows",
 ]
 
 _TASKS = frozenset({Task.BINARY, Task.MULTICLASS})
@@ -104,97 +102,6 @@ class Predicted(_Window):
 @dataclass(frozen=True)
 class Scored(_Window):
     proba: Floats  # (n, K): the score of every class (binary: 1 - score for the other)
-
-
-class Sample(Protocol):
-    """What :class:`SampledMetric` needs of a window's usable rows."""
-
-    @property
-    def n(self) -> int: ...
-
-    @property
-    def notes(self) -> tuple[str, ...]: ...  # rows left out, and why
-
-
-S = TypeVar("S", bound=Sample)
-
-
-class SampledMetric(Metric, Generic[S]):
-    """A metric over joined rows: task, options, rows, minimum sample size, then
-    :meth:`evaluate`; then ``threshold`` (worse than it: ``breach``) on every result.
-    Shared with :mod:`evaluators.metrics.regression`."""
-
-    higher_is_better: ClassVar[bool | None] = True  # None: no threshold applies
-
-    def compute(self, ctx: EvalContext) -> list[MetricResult]:
-        if ctx.spec.task not in self.tasks:
-            tasks = ", ".join(sorted(self.tasks))
-            detail = f"{self.key} applies to {tasks} models, not {ctx.spec.task}"
-            return [self.status_only(Status.NOT_APPLICABLE, 0, detail)]
-        try:
-            settings = IntervalSettings.from_options(ctx.options)
-            threshold = _threshold(ctx.options.get("threshold"))
-            results = self._run(ctx, settings)
-        except ValueError as exc:  # a bad option, reported rather than raised
-            return [self.status_only(Status.ERROR, 0, str(exc))]
-        return [_judge(r, threshold, self.higher_is_better) for r in results]
-
-    def _run(self, ctx: EvalContext, settings: IntervalSettings) -> list[MetricResult]:
-        rows = joined_rows(self, ctx)
-        if isinstance(rows, MetricResult):
-            return [rows]
-        sample = self.sample(ctx, rows)
-        if isinstance(sample, MetricResult):
-            return [sample]
-        results = self._too_few(sample, ctx) or self.evaluate(sample, settings, ctx)
-        return [_noted(r, sample.notes) for r in results]
-
-    def _too_few(self, sample: S, ctx: EvalContext) -> list[MetricResult]:
-        if sample.n >= max(ctx.min_samples, 1):
-            return []
-        detail = f"{sample.n} usable rows, fewer than the minimum {ctx.min_samples}"
-        return [self.status_only(Status.INSUFFICIENT_DATA, sample.n, detail)]
-
-    @abstractmethod
-    def sample(self, ctx: EvalContext, rows: pl.DataFrame) -> S | MetricResult:
-        """The usable rows of the joined ``rows``, or a status result saying why none."""
-
-    @abstractmethod
-    def evaluate(self, w: S, settings: IntervalSettings, ctx: EvalContext) -> list[MetricResult]:
-        """The results for a sample of at least the minimum size."""
-
-
-def _noted(result: MetricResult, notes: tuple[str, ...]) -> MetricResult:
-    detail = "; ".join(d for d in (result.detail, *notes) if d)
-    return replace(result, detail=detail)
-
-
-def _threshold(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
-        raise ValueError(f"option 'threshold' must be a number, got {value!r}")
-    return float(value)
-
-
-def _judge(result: MetricResult, threshold: float | None, higher: bool | None) -> MetricResult:
-    """Status ``breach`` when an ``ok`` value is worse than the threshold."""
-    if threshold is None or higher is None:
-        return result
-    if result.status is not Status.OK or result.value is None:
-        return replace(result, threshold=threshold)
-    worse = result.value < threshold if higher else result.value > threshold
-    return replace(result, threshold=threshold, status=Status.BREACH if worse else Status.OK)
-
-
-def joined_rows(metric: Metric, ctx: EvalContext) -> pl.DataFrame | MetricResult:
-    """The window's rows whose label has joined, or ``insufficient_data``/``no_labels``."""
-    window = ctx.window
-    if window.height == 0:
-        return metric.status_only(Status.INSUFFICIENT_DATA, 0, "empty window")
-    if "label" not in window.columns or window["label"].null_count() == window.height:
-        return metric.status_only(Status.NO_LABELS, 0, "no ground truth joined yet")
-    return window.filter(pl.col("label").is_not_null())
 
 
 # --- rows -------------------------------------------------------------------------

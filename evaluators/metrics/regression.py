@@ -35,7 +35,7 @@ from evaluators.intervals import (
     quantile_interval,
     rmse_interval,
 )
-from evaluators.metrics.classification import SampledMetric
+from evaluators.metrics.sampled import SampledMetric
 from modelwatch.domain import Task
 
 __all__ = ["MAE", "MAPE", "R2", "RMSE", "ErrorQuantiles", "Errors"]

@@ -1,0 +1,79 @@
+"""The notifier contract.
+
+The dispatcher turns alert groups into :class:`Notification` objects and
+writes them to the outbox; the delivery worker hands each to its receiver's
+:class:`Notifier` and records the :class:`DeliveryOutcome` of every attempt.
+A notifier never raises for a delivery problem: it reports it, and the worker
+retries (honouring ``retry_after``) or gives up on ``permanent`` failures.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["Alert", "DeliveryOutcome", "Notification", "Notifier"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert in a notification (Alertmanager's alert object)."""
+
+    fingerprint: str
+    status: str  # "firing" or "resolved"
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None = None
+    value: float | None = None
+    threshold: float | None = None
+    trend: list[float] = field(default_factory=list)  # recent values, oldest first
+    generator_url: str = ""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What one receiver is told about one alert group, at one moment.
+
+    ``thread`` carries what the receiver returned for earlier notifications of
+    the same group (e.g. Slack's channel and message ``ts``), so updates and
+    resolutions can go to the same thread or message.
+    """
+
+    receiver: str
+    group_key: str
+    status: str  # "firing" if any alert fires, else "resolved"
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    alerts: list[Alert]
+    external_url: str = ""
+    truncated_alerts: int = 0
+    thread: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    """How one attempt went. ``ok`` means delivered; otherwise the worker retries
+    after ``retry_after`` seconds (or its own backoff) unless ``permanent``.
+    ``thread`` is stored on the group for later notifications (e.g. Slack ``ts``)."""
+
+    ok: bool
+    detail: str = ""
+    status_code: int | None = None
+    retry_after: float | None = None
+    permanent: bool = False
+    thread: dict[str, Any] = field(default_factory=dict)
+
+
+class Notifier(ABC):
+    """Sends notifications of one receiver. Implementations are small and stateless
+    beyond their client; ``send`` must not raise for delivery problems."""
+
+    @abstractmethod
+    def send(self, notification: Notification) -> DeliveryOutcome: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release clients; the default has nothing to release."""

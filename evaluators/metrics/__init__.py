@@ -1,5 +1,6 @@
 """Built-in metrics; importing this package registers them all."""
 
+import evaluators.metrics.drift  # noqa: F401
 from evaluators.metrics import (  # noqa: F401
     classification,
     comparison,

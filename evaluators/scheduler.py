@@ -79,6 +79,13 @@ class EvaluationService:
         self._scheduler: BackgroundScheduler | None = None
         self._schedules: dict[int, str] = {}
         self._drain_lock = threading.Lock()
+        self._extra_jobs: list[tuple[Callable[[], object], float, str]] = []
+
+    def add_job(self, fn: Callable[[], object], every_s: float, job_id: str) -> None:
+        """Run ``fn`` every ``every_s`` seconds on this scheduler (e.g. alerting)."""
+        self._extra_jobs.append((fn, every_s, job_id))
+        if self._scheduler is not None:
+            self._scheduler.add_job(fn, IntervalTrigger(seconds=every_s), id=job_id)
 
     # --- work ----------------------------------------------------------------
     def plan(self, monitor: MonitorRecord, since_us: int | None = None) -> int:
@@ -134,6 +141,8 @@ class EvaluationService:
         )
         scheduler.add_job(self.sync, IntervalTrigger(seconds=self.sync_interval_s), id="sync")
         scheduler.add_job(self.drain, IntervalTrigger(seconds=self.drain_interval_s), id="drain")
+        for fn, every_s, job_id in self._extra_jobs:
+            scheduler.add_job(fn, IntervalTrigger(seconds=every_s), id=job_id)
         scheduler.start()
         self._scheduler = scheduler
         self.state.running = True

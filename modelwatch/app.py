@@ -8,9 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from alerts.conditions import needed_metrics
+from alerts.routes import router as alerts_router
+from alerts.service import AlertingService
 from collector.ingest import Ingestor
 from collector.routes import DOC_MODELS
 from collector.routes import router as ingest_router
+from evaluators.base import metric_keys
 from evaluators.routes import router as evaluation_router
 from evaluators.routes import validate_monitor
 from evaluators.scheduler import EvaluationService
@@ -27,7 +31,9 @@ from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
 
-__all__ = ["create_app"]
+__all__ = ["apply_config", "check_config", "create_app"]
+
+ALERTING_INTERVAL_S = 5.0
 
 
 def create_app(
@@ -40,8 +46,11 @@ def create_app(
     """The API; with ``scheduler`` the evaluation scheduler runs in the same process."""
     settings = settings or Settings.from_env()
     store = store or Store(settings.database_url)
+    config = config or Config.model_validate({})
     registry = Registry(store)
     evaluation = EvaluationService(store, registry)
+    alerting = AlertingService(store, registry, config, evaluation.runner.worker)
+    evaluation.add_job(alerting.cycle, ALERTING_INTERVAL_S, "alerting")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,19 +68,22 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.evaluation = evaluation
+    app.state.alerting = alerting
+    app.state.config = config
+    app.state.metric_keys = metric_keys
     app.state.settings = settings
     app.state.store = store
     app.state.registry = registry
     app.state.keys = KeyStore(store)
     app.state.ingestor = Ingestor(store, registry, settings.max_batch_events)
     app.state.references = ReferenceStore(store)
-    if config is not None:
-        apply_config(config, store, registry)
+    apply_config(config, store, registry)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(registry_router)
     app.include_router(ingest_router)
     app.include_router(evaluation_router)
+    app.include_router(alerts_router)
     _document_raw_bodies(app)
     return app
 
@@ -84,6 +96,13 @@ def check_config(config: Config, file: str) -> None:
             validate_monitor(monitor)
         except ValidationFailed as exc:
             errors += [f"{file}: monitors[{i}].{e.path()}: {e.msg}" for e in exc.errors]
+    known = set(metric_keys())
+    for i, policy in enumerate(config.policies):
+        for metric in sorted(needed_metrics(policy.condition) - known):
+            errors.append(
+                f"{file}: policies[{i}].condition: unknown metric {metric!r}; "
+                f"known metrics: {', '.join(sorted(known))}"
+            )
     if errors:
         raise ConfigError("\n".join(errors))
 

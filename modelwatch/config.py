@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
 from modelwatch.monitors import MonitorSpec
+from modelwatch.policies import (
+    DEFAULT_INHIBIT,
+    DEFAULT_ROUTE,
+    InhibitRule,
+    PolicySpec,
+    ReceiverSpec,
+    RouteSpec,
+)
 
 __all__ = ["Config", "load_config"]
 
@@ -32,6 +40,35 @@ class Config(BaseModel):
 
     models: list[ModelSpec] = Field(default_factory=list)
     monitors: list[MonitorSpec] = Field(default_factory=list)
+    policies: list[PolicySpec] = Field(default_factory=list)
+    receivers: list[ReceiverSpec] = Field(default_factory=list)
+    route: RouteSpec = DEFAULT_ROUTE
+    inhibit_rules: list[InhibitRule] = Field(default_factory=lambda: list(DEFAULT_INHIBIT))
+    external_url: str = Field("http://127.0.0.1:8000", description="links in notifications")
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        names = [r.name for r in self.receivers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"receivers: duplicate names {dupes}")
+        for path, receiver in _route_receivers(self.route, "route"):
+            if receiver is not None and receiver not in names:
+                raise ValueError(
+                    f"{path}.receiver: no receiver named {receiver!r} (known: {names})"
+                )
+        policy_names = [p.name for p in self.policies]
+        dupes = sorted({n for n in policy_names if policy_names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policies: duplicate names {dupes}")
+        return self
+
+
+def _route_receivers(route: RouteSpec, path: str) -> list[tuple[str, str | None]]:
+    out = [(path, route.receiver)]
+    for i, child in enumerate(route.routes):
+        out += _route_receivers(child, f"{path}.routes[{i}]")
+    return out
 
 
 def _expand(node: Any, env: Mapping[str, str], path: str, file: str) -> Any:

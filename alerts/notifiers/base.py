@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from modelwatch.outbox import DeliveryOutcome
+
 __all__ = ["Alert", "DeliveryOutcome", "Notification", "Notifier"]
 
 
@@ -51,20 +53,6 @@ class Notification:
     alerts: list[Alert]
     external_url: str = ""
     truncated_alerts: int = 0
-    thread: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    """How one attempt went. ``ok`` means delivered; otherwise the worker retries
-    after ``retry_after`` seconds (or its own backoff) unless ``permanent``.
-    ``thread`` is stored on the group for later notifications (e.g. Slack ``ts``)."""
-
-    ok: bool
-    detail: str = ""
-    status_code: int | None = None
-    retry_after: float | None = None
-    permanent: bool = False
     thread: dict[str, Any] = field(default_factory=dict)
 
 

@@ -205,3 +205,118 @@ ingest_rejections = Table(
     Column("first_error", Text, nullable=False),
     Index("ix_ingest_rejections_version", "version_id", "received_us"),
 )
+
+_BIGPK = BigInteger().with_variant(Integer, "sqlite")
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("spec", Text, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# An alert's identity is its label set (the fingerprint); one row per identity,
+# re-used when it fires again, with every transition kept in alert_transitions.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("policy", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("annotations", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("value", Float, nullable=True),
+    Column("threshold", Float, nullable=True),
+    Column("trend", Text, nullable=False),
+    Column("consecutive", Integer, nullable=False),
+    Column("window_start_us", BigInteger, nullable=True),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("resolved_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_alerts_state", "state"),
+)
+
+alert_transitions = Table(
+    "alert_transitions",
+    metadata,
+    Column("id", _BIGPK, primary_key=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("cause", Text, nullable=False),
+    Index("ix_alert_transitions_alert", "alert_id", "id"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("matchers", Text, nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("expired_at", UTCDateTime(), nullable=True),
+)
+
+alert_groups = Table(
+    "alert_groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("receiver", String(128), nullable=False),
+    Column("group_key", String(512), nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("first_seen_at", UTCDateTime(), nullable=False),
+    Column("last_notified_at", UTCDateTime(), nullable=True),
+    Column("notified_state", Text, nullable=False),
+    Column("thread", Text, nullable=False),
+    UniqueConstraint("receiver", "group_key", name="uq_alert_groups_key"),
+)
+
+# The outbox: every side effect is written here first, then delivered by a worker.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", _BIGPK, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("stream", String(512), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("idempotency_key", String(64), nullable=False, unique=True),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("expires_at", UTCDateTime(), nullable=False),
+    Column("claimed_by", String(128), nullable=True),
+    Column("claimed_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Index("ix_deliveries_due", "status", "next_attempt_at"),
+    Index("ix_deliveries_stream", "stream", "id"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", _BIGPK, primary_key=True),
+    Column(
+        "delivery_id", BigInteger, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("ok", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("retry_after", Float, nullable=True),
+    Column("detail", Text, nullable=False),
+    Index("ix_delivery_attempts_delivery", "delivery_id", "attempt"),
+)

@@ -1,0 +1,220 @@
+"""Conditions over evaluation results: which series breach, window by window.
+
+Input is a frame of current results (one row per monitor, version, window,
+metric, column, label, segment). A condition yields :class:`Verdict` rows per
+*series* (a version plus, where the selector asks for ``*``, a feature or
+segment) and window: ``True`` breaching, ``False`` clear. Windows whose figure
+is unknown (insufficient data, labels not in yet) give no verdict, so they
+neither fire nor resolve an alert.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+
+from modelwatch.policies import (
+    ChallengerBeatsChampion,
+    Change,
+    Condition,
+    DriftedShare,
+    Selector,
+    StatusIs,
+    Threshold,
+)
+
+__all__ = ["SeriesKey", "Verdict", "evaluate", "needed_metrics"]
+
+SeriesKey = tuple[tuple[str, str], ...]
+"""Extra alert labels of a series, e.g. (("feature", "age"),)."""
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+_KNOWN = ("ok", "breach")
+WINDOW = ["monitor_id", "version_id", "window_start_us"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    version_id: int
+    series: SeriesKey
+    window_start_us: int
+    breach: bool
+    value: float | None
+    threshold: float | None
+    metric: str
+
+
+def needed_metrics(condition: Condition) -> set[str]:
+    if condition.all is not None or condition.any is not None:
+        return set().union(*(needed_metrics(c) for c in (condition.all or condition.any or [])))
+    if condition.drifted_share is not None:
+        return {"data_drift"}
+    if condition.challenger_beats_champion is not None:
+        return {"champion_challenger"}
+    selector = condition.threshold or condition.change or condition.status
+    assert selector is not None
+    return {selector.metric}
+
+
+def evaluate(condition: Condition, results: pl.DataFrame, champion_id: int | None) -> list[Verdict]:
+    kind = condition.kind
+    if kind == "threshold":
+        return _threshold(_select(results, condition.threshold), condition.threshold)  # type: ignore[arg-type]
+    if kind == "status":
+        return _status(_select(results, condition.status), condition.status)  # type: ignore[arg-type]
+    if kind == "drifted_share":
+        share: DriftedShare = condition.drifted_share  # type: ignore[assignment]
+        as_threshold = Threshold(
+            metric="data_drift", label="drift_share", op=share.op, value=share.value
+        )
+        return _threshold(_select(results, as_threshold), as_threshold)
+    if kind == "change":
+        return _change(results, condition.change, champion_id)  # type: ignore[arg-type]
+    if kind == "challenger_beats_champion":
+        return _beats(results, condition.challenger_beats_champion)  # type: ignore[arg-type]
+    children = [evaluate(c, results, champion_id) for c in (condition.all or condition.any or [])]
+    return _combine(children, require_all=condition.all is not None)
+
+
+def _select(results: pl.DataFrame, sel: Selector) -> pl.DataFrame:
+    rows = results.filter(pl.col("metric") == sel.metric)
+    rows = rows.filter(pl.col("label") == (sel.label or ""))
+    if sel.column != "*":
+        rows = rows.filter(pl.col("column_name") == (sel.column or ""))
+    if sel.segment != "*":
+        rows = rows.filter(pl.col("segment") == (sel.segment or ""))
+    return rows
+
+
+def _series(row: dict[str, object], sel: Selector) -> SeriesKey:
+    key: list[tuple[str, str]] = []
+    if sel.column == "*" and row["column_name"]:
+        key.append(("feature", str(row["column_name"])))
+    if sel.segment == "*" and row["segment"]:
+        key.append(("segment", str(row["segment"])))
+    return tuple(key)
+
+
+def _threshold(rows: pl.DataFrame, sel: Threshold) -> list[Verdict]:
+    compare = _OPS[sel.op]
+    return [
+        Verdict(
+            r["version_id"],
+            _series(r, sel),
+            r["window_start_us"],
+            compare(r["value"], sel.value),
+            r["value"],
+            sel.value,
+            sel.metric,
+        )
+        for r in rows.iter_rows(named=True)
+        if r["status"] in _KNOWN and r["value"] is not None
+    ]
+
+
+def _status(rows: pl.DataFrame, sel: StatusIs) -> list[Verdict]:
+    return [
+        Verdict(
+            r["version_id"],
+            _series(r, sel),
+            r["window_start_us"],
+            r["status"] == sel.status,
+            r["value"],
+            r["threshold"],
+            sel.metric,
+        )
+        for r in rows.iter_rows(named=True)
+    ]
+
+
+def _change(results: pl.DataFrame, sel: Change, champion_id: int | None) -> list[Verdict]:
+    rows = _select(results, sel).filter(
+        pl.col("status").is_in(_KNOWN) & pl.col("value").is_not_null()
+    )
+    if sel.relative_to == "champion":
+        if champion_id is None:
+            return []
+        base = rows.filter(pl.col("version_id") == champion_id).select(
+            "window_start_us", "column_name", "segment", pl.col("value").alias("base")
+        )
+        rows = rows.filter(pl.col("version_id") != champion_id).join(
+            base, on=["window_start_us", "column_name", "segment"], how="inner"
+        )
+    else:
+        first = pl.col("value").sort_by("window_start_us").first()
+        rows = rows.with_columns(first.over(["version_id", "column_name", "segment"]).alias("base"))
+    out = []
+    for r in rows.iter_rows(named=True):
+        delta = r["value"] - r["base"]
+        if sel.percent:
+            delta = 100.0 * delta / abs(r["base"]) if r["base"] else 0.0
+        moved = {"decrease": -delta, "increase": delta, "either": abs(delta)}[sel.direction]
+        out.append(
+            Verdict(
+                r["version_id"],
+                _series(r, sel),
+                r["window_start_us"],
+                moved >= sel.by,
+                r["value"],
+                r["base"],
+                sel.metric,
+            )
+        )
+    return out
+
+
+def _beats(results: pl.DataFrame, cond: ChallengerBeatsChampion) -> list[Verdict]:
+    rows = results.filter(
+        (pl.col("metric") == "champion_challenger")
+        & (pl.col("label") == cond.metric)
+        & (pl.col("segment") == "")
+        & pl.col("status").is_in(_KNOWN)
+    )
+    out = []
+    for r in rows.iter_rows(named=True):
+        low, high = r["ci_low"], r["ci_high"]
+        if low is None or high is None:
+            continue
+        wins = high < -cond.margin if cond.lower_is_better else low > cond.margin
+        out.append(
+            Verdict(
+                r["version_id"],
+                (),
+                r["window_start_us"],
+                wins,
+                r["value"],
+                cond.margin,
+                "champion_challenger",
+            )
+        )
+    return out
+
+
+def _combine(children: list[list[Verdict]], require_all: bool) -> list[Verdict]:
+    """Per version and window: any series breaching counts for a child; then all/any."""
+    per_child: list[dict[tuple[int, int], bool]] = []
+    for verdicts in children:
+        merged: dict[tuple[int, int], bool] = {}
+        for v in verdicts:
+            key = (v.version_id, v.window_start_us)
+            merged[key] = merged.get(key, False) or v.breach
+        per_child.append(merged)
+    keys = set().union(*(c.keys() for c in per_child)) if per_child else set()
+    out = []
+    for version_id, window in sorted(keys):
+        known = [c[(version_id, window)] for c in per_child if (version_id, window) in c]
+        if require_all and len(known) < len(per_child):
+            continue  # some part is unknown for this window: no verdict
+        breach = all(known) if require_all else any(known)
+        out.append(Verdict(version_id, (), window, breach, None, None, "combined"))
+    return out

@@ -1,0 +1,205 @@
+"""Message text for notifications: Slack Block Kit blocks, fallback text, sparklines.
+
+Pure functions of a :class:`Notification`; no I/O. Slack's limits are respected
+(header 150 characters, section text 3,000, at most 10 fields, 50 blocks), and
+user-supplied text is escaped for Slack's ``mrkdwn`` (``&``, ``<``, ``>``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from alerts.notifiers.base import Alert, Notification
+
+__all__ = ["MAX_ALERTS", "build_blocks", "fallback_text", "headline", "sparkline"]
+
+MAX_ALERTS = 10
+SPARK = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 24
+HEADER_MAX = 150
+SECTION_MAX = 3000
+DESCRIPTION_MAX = 600
+
+Block = dict[str, Any]
+
+_GROUP_FIELDS = (("model", "Model"), ("version", "Version"), ("severity", "Severity"))
+_NAME_KEYS = ("alertname", "policy")
+_SEVERITY_ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+_LINKS = (("dashboard_url", "Dashboard"), ("report_url", "Report"), ("runbook_url", "Runbook"))
+
+
+def sparkline(values: Iterable[float], width: int = SPARK_WIDTH) -> str:
+    """Unicode blocks for the last ``width`` finite values; flat series sit mid-height."""
+    points = [v for v in values if math.isfinite(v)][-width:]
+    if not points:
+        return ""
+    low, high = min(points), max(points)
+    if high == low:
+        return SPARK[3] * len(points)
+    scale = (len(SPARK) - 1) / (high - low)
+    return "".join(SPARK[round((v - low) * scale)] for v in points)
+
+
+def fmt_number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    safe = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
+    return f"<{safe}|{escape(label)}>"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _label(n: Notification, key: str) -> str:
+    return n.group_labels.get(key) or n.common_labels.get(key) or ""
+
+
+def group_name(n: Notification) -> str:
+    name = next((v for k in _NAME_KEYS if (v := _label(n, k))), "alert")
+    model, version = _label(n, "model"), _label(n, "version")
+    subject = " ".join(part for part in (model, f"v{version}" if version else "") if part)
+    return f"{name} · {subject}" if subject else name
+
+
+def headline(n: Notification) -> str:
+    """``🔥 FIRING (2) · drift_high · fraud v7`` or ``✅ RESOLVED · ...``."""
+    if n.status == "resolved":
+        return f"✅ RESOLVED · {group_name(n)}"
+    firing = sum(a.status == "firing" for a in n.alerts)
+    more = "+" if n.truncated_alerts else ""  # truncated alerts' states are unknown
+    return f"🔥 FIRING ({firing}{more}) · {group_name(n)}"
+
+
+def fallback_text(n: Notification) -> str:
+    """Plain text for notifications and clients without Block Kit."""
+    first = next(iter(n.alerts), None)
+    summary = first.annotations.get("summary", "") if first else ""
+    summary = summary or n.common_annotations.get("summary", "")
+    return _truncate(f"{headline(n)}: {summary}" if summary else headline(n), SECTION_MAX)
+
+
+def build_blocks(n: Notification) -> list[Block]:
+    """The whole message: header, group labels, one section per alert, links."""
+    blocks: list[Block] = [_header(n)]
+    fields = _group_fields(n)
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    blocks.append({"type": "divider"})
+    shown = n.alerts[:MAX_ALERTS]
+    blocks.extend(_alert_section(a, n) for a in shown)
+    hidden = len(n.alerts) - len(shown) + n.truncated_alerts
+    if hidden > 0:
+        blocks.append(_context(f"…and {hidden} more alert{'s' if hidden != 1 else ''} not shown"))
+    links = _group_links(n)
+    if links:
+        blocks.append(_context(" · ".join(links)))
+    return blocks
+
+
+def _header(n: Notification) -> Block:
+    text = _truncate(headline(n), HEADER_MAX)
+    return {"type": "header", "text": {"type": "plain_text", "text": text, "emoji": True}}
+
+
+def _context(mrkdwn: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": mrkdwn}]}
+
+
+def _group_fields(n: Notification) -> list[Block]:
+    name = next(((k, v) for k in _NAME_KEYS if (v := _label(n, k))), None)
+    pairs = [("Policy", name[1])] if name else []
+    pairs += [(title, v) for key, title in _GROUP_FIELDS if (v := _label(n, key))]
+    shown = {k for k, _ in _GROUP_FIELDS} | set(_NAME_KEYS)
+    pairs += [(k, v) for k, v in sorted(n.group_labels.items()) if k not in shown]
+    return [{"type": "mrkdwn", "text": f"*{escape(t)}*\n{escape(v)}"} for t, v in pairs[:10]]
+
+
+def _alert_section(alert: Alert, n: Notification) -> Block:
+    lines = [_alert_title(alert)]
+    description = alert.annotations.get("description", "")
+    if description:
+        lines.append(escape(_truncate(description, DESCRIPTION_MAX)))
+    lines.append(_crossing(alert, n))
+    if alert.trend:
+        lines.append(_trend(alert.trend))
+    lines.append(_since(alert))
+    links = _alert_links(alert, n)
+    if links:
+        lines.append(" · ".join(links))
+    text = _truncate("\n".join(lines), SECTION_MAX)
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _alert_title(alert: Alert) -> str:
+    if alert.status == "resolved":
+        icon = "✅"
+    else:
+        icon = _SEVERITY_ICON.get(alert.labels.get("severity", ""), "🔥")
+    title = alert.annotations.get("summary") or alert.labels.get("alertname") or alert.fingerprint
+    return f"{icon} *{escape(title)}*"
+
+
+def _crossing(alert: Alert, n: Notification) -> str:
+    """Value against threshold, plus the labels that tell this alert from its group's."""
+    name = escape(alert.labels.get("metric") or alert.annotations.get("metric") or "Value")
+    parts = [f"*{name}* `{fmt_number(alert.value)}`"]
+    if alert.threshold is not None:
+        side = _side(alert.value, alert.threshold)
+        parts.append(f"{side} threshold `{fmt_number(alert.threshold)}`")
+    own = {k: v for k, v in alert.labels.items() if k != "metric" and n.common_labels.get(k) != v}
+    if own:
+        parts.append(" ".join(f"{escape(k)}=`{escape(v)}`" for k, v in sorted(own.items())))
+    return " · ".join(parts)
+
+
+def _side(value: float | None, threshold: float) -> str:
+    if value is None or value == threshold:
+        return "at"
+    return "above" if value > threshold else "below"
+
+
+def _trend(values: Sequence[float]) -> str:
+    last = " → ".join(fmt_number(v) for v in values[-3:])
+    return f"*Trend* `{sparkline(values)}` {last}"
+
+
+def _since(alert: Alert) -> str:
+    if alert.status == "resolved" and alert.ends_at is not None:
+        return f"Resolved {_when(alert.ends_at)} (since {_when(alert.starts_at)})"
+    return f"Since {_when(alert.starts_at)}"
+
+
+def _when(moment: datetime) -> str:
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _alert_links(alert: Alert, n: Notification) -> list[str]:
+    out = [link(alert.generator_url, "Source")] if alert.generator_url else []
+    for key, label in _LINKS:
+        url = alert.annotations.get(key, "")
+        if url and url != n.common_annotations.get(key):
+            out.append(link(url, label))
+    return out
+
+
+def _group_links(n: Notification) -> list[str]:
+    out = [link(url, label) for key, label in _LINKS if (url := n.common_annotations.get(key))]
+    if n.external_url:
+        out.append(link(n.external_url, "modelwatch"))
+    return out

@@ -1,0 +1,188 @@
+"""Alert routes: /v1/policies, /v1/alerts, /v1/silences."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from alerts.conditions import needed_metrics
+from alerts.routing import inhibited, silenced
+from alerts.service import AlertingService
+from modelwatch.auth import Principal
+from modelwatch.domain import Scope
+from modelwatch.durations import Duration
+from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.policies import Matcher, PolicySpec
+from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["alerts"], default_response_class=ORJSONResponse)
+_STATES = "^(pending|firing|resolved|inactive)$"
+
+
+def _alerting(request: Request) -> AlertingService:
+    service: AlertingService = request.app.state.alerting
+    return service
+
+
+def _policy_json(spec: PolicySpec, source: str) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "source": source,
+        "spec": spec.model_dump(mode="json", by_alias=True),
+    }
+
+
+@router.get("/policies")
+def list_policies(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+    service = _alerting(request)
+    return {
+        "policies": [_policy_json(p, "config") for p in service.config.policies]
+        + [_policy_json(p, "api") for p in service.alerts.policies()]
+    }
+
+
+@router.post("/policies", status_code=201)
+def create_policy(
+    spec: PolicySpec, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    known = set(request.app.state.metric_keys())
+    unknown = sorted(needed_metrics(spec.condition) - known)
+    if unknown:
+        msg = f"unknown metric {unknown[0]!r}; known metrics: {', '.join(sorted(known))}"
+        raise ValidationFailed([FieldError(("condition",), msg)])
+    service = _alerting(request)
+    if any(p.name == spec.name for p in service.config.policies):
+        raise ValidationFailed([FieldError(("name",), "a policy of that name is in the config")])
+    service.alerts.create_policy(spec, who.name)
+    return _policy_json(spec, "api")
+
+
+def _alert_json(a: AlertRecord, silence: SilenceRecord | None, muted: bool) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "fingerprint": a.fingerprint,
+        "state": a.state,
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "value": a.value,
+        "threshold": a.threshold,
+        "trend": a.trend,
+        "consecutive_windows": a.consecutive,
+        "started_at": a.started_at,
+        "resolved_at": a.resolved_at,
+        "updated_at": a.updated_at,
+        "silenced_by": silence.id if silence else None,
+        "inhibited": muted,
+    }
+
+
+@router.get("/alerts")
+def list_alerts(
+    request: Request,
+    state: str | None = Query(None, pattern=_STATES),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    service = _alerting(request)
+    every = service.alerts.all()
+    firing = [a for a in every if a.state == FIRING]
+    silences = service.alerts.silences(active_at=datetime.now(UTC))
+    rules = service.config.inhibit_rules
+    shown = [a for a in every if state is None or a.state == state]
+    return {
+        "alerts": [
+            _alert_json(a, silenced(a, silences), inhibited(a, firing, rules)) for a in shown
+        ]
+    }
+
+
+@router.get("/alerts/{alert_id}")
+def get_alert(
+    alert_id: int, request: Request, _: Principal = Requires(Scope.READ)
+) -> dict[str, Any]:
+    service = _alerting(request)
+    found = next((a for a in service.alerts.all() if a.id == alert_id), None)
+    if found is None:
+        raise ValidationFailed([FieldError(("alert_id",), f"no alert with id {alert_id}")])
+    silences = service.alerts.silences(active_at=datetime.now(UTC))
+    body = _alert_json(found, silenced(found, silences), False)
+    body["transitions"] = service.alerts.transitions(found.id)
+    return body
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    matchers: list[Matcher] = Field(min_length=1)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    duration: Duration | None = Field(None, description="instead of ends_at, e.g. '2h'")
+    created_by: str = Field(min_length=1)
+    comment: str = Field(min_length=1)
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return [{"name": k, "value": str(v)} for k, v in value.items()]
+        if isinstance(value, list):
+            return [Matcher.parse(v).model_dump() if isinstance(v, str) else v for v in value]
+        return value
+
+
+def _silence_json(s: SilenceRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "matchers": [m.model_dump() for m in s.matchers],
+        "starts_at": s.starts_at,
+        "ends_at": s.ends_at,
+        "created_by": s.created_by,
+        "comment": s.comment,
+        "created_at": s.created_at,
+        "state": "expired"
+        if s.expired_at or s.ends_at <= now
+        else ("active" if s.active(now) else "pending"),
+    }
+
+
+@router.post("/silences", status_code=201)
+def create_silence(
+    body: SilenceIn, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    starts = _aware(body.starts_at) or now
+    if body.ends_at is None and body.duration is None:
+        raise ValidationFailed([FieldError(("ends_at",), "give ends_at or duration")])
+    ends = _aware(body.ends_at) or starts + timedelta(seconds=body.duration or 0)
+    if ends <= starts:
+        raise ValidationFailed([FieldError(("ends_at",), "must be after starts_at")])
+    author = body.created_by if who.name == "anonymous" else f"{body.created_by} ({who.name})"
+    silence = _alerting(request).alerts.create_silence(
+        body.matchers, starts, ends, author, body.comment
+    )
+    return _silence_json(silence, now)
+
+
+@router.get("/silences")
+def list_silences(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {"silences": [_silence_json(s, now) for s in _alerting(request).alerts.silences()]}
+
+
+@router.delete("/silences/{silence_id}")
+def delete_silence(
+    silence_id: int, request: Request, _: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    silence = _alerting(request).alerts.expire_silence(silence_id)
+    return _silence_json(silence, datetime.now(UTC))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -40,7 +40,7 @@ def cli(ctx: click.Context) -> None:
     logging.basicConfig(
         level=ctx.obj.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # One line per HTTP request or scheduler job would drown the demo's narration and the service's own logs.
+    # Per-request and per-job INFO lines would drown the demo's narration and our own logs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
 

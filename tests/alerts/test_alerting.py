@@ -17,7 +17,6 @@ from modelwatch.store.engine import Store
 from tests.alerts.helpers import RecordingNotifier, Results, accuracy, drift
 
 
-
 def _config(**extra: Any) -> Config:
     base: dict[str, Any] = {
         "receivers": [{"name": "oncall", "webhook": {"url": "http://127.0.0.1:9/"}}],
@@ -172,7 +171,7 @@ def test_silences_mute_matching_alerts(world: Any, store: Store) -> None:
 
 
 def test_critical_alerts_inhibit_warnings_of_the_same_model(world: Any) -> None:
-    results, notifier, service, clock = world
+    results, notifier, service, _clock = world
     results.window(0, [accuracy(0.5), drift("age", 0.4, True)])
     results.window(1, [accuracy(0.5), drift("age", 0.4, True)])
     service.cycle()
@@ -183,7 +182,7 @@ def test_critical_alerts_inhibit_warnings_of_the_same_model(world: Any) -> None:
 
 
 def test_a_failing_receiver_delays_but_never_loses(world: Any) -> None:
-    results, notifier, service, clock = world
+    results, notifier, service, _clock = world
     notifier.outcomes = [
         DeliveryOutcome(ok=False, status_code=429, retry_after=0.0, detail="rate limited"),
         DeliveryOutcome(ok=False, status_code=503, detail="down"),
@@ -198,7 +197,7 @@ def test_a_failing_receiver_delays_but_never_loses(world: Any) -> None:
 
 
 def test_permanent_failure_is_dead_not_retried(world: Any) -> None:
-    results, notifier, service, clock = world
+    results, notifier, service, _clock = world
     notifier.outcomes = [DeliveryOutcome(ok=False, permanent=True, detail="channel_not_found")]
     results.window(0, [drift("age", 0.4, True)])
     service.cycle()

@@ -227,6 +227,7 @@ class PolicyEngine:
         defaults = {
             "summary": "{alertname}: {metric} of {model} {version} is {value} "
             "(threshold {threshold})",
+            "metric": "{metric}",
             "dashboard_url": "{dashboard_url}",
             "results_url": "{results_url}",
         }

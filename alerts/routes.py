@@ -14,7 +14,7 @@ from alerts.service import AlertingService
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
 from modelwatch.durations import Duration
-from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ORJSONResponse, Requires
 from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
@@ -108,7 +108,7 @@ def get_alert(
     service = _alerting(request)
     found = next((a for a in service.alerts.all() if a.id == alert_id), None)
     if found is None:
-        raise ValidationFailed([FieldError(("alert_id",), f"no alert with id {alert_id}")])
+        raise NotFoundError(f"no alert with id {alert_id}")
     silences = service.alerts.silences(active_at=datetime.now(UTC))
     body = _alert_json(found, silenced(found, silences), False)
     body["transitions"] = service.alerts.transitions(found.id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -35,6 +35,7 @@ __all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 VOLUME_HISTORY = 24  # windows averaged for the expected volume
+REFERENCE_CACHE = 16  # reference frames kept in memory
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class _Inputs:
     champion: VersionRecord | None
     expected_volume: float | None
     rejected_events: int
+    champion_frames: list[pl.DataFrame] = field(default_factory=list)
 
 
 class Runner:
@@ -59,6 +61,7 @@ class Runner:
         self.monitors = MonitorStore(store, registry)
         self.runs = RunStore(store)
         self.references = ReferenceStore(store)
+        self._references: dict[tuple[int, int], pl.DataFrame] = {}
 
     def run_next(self, monitor_ids: list[int] | None = None) -> RunRecord | None:
         """Claim and evaluate one run; None when nothing is pending."""
@@ -129,7 +132,19 @@ class Runner:
         ref = references.get(version.id) or (references.get(champion.id) if champion else None)
         if ref is None:
             return None
-        return _conform(model, read_reference(self.store, model, int(ref["dataset_id"])))
+        return self._reference(model, int(ref["dataset_id"]))
+
+    def _reference(self, model: ModelRecord, dataset_id: int) -> pl.DataFrame:
+        """Reference datasets never change once stored, so the same frame (and the drift
+        profiles cached on it) serves every window."""
+        key = (model.id, dataset_id)
+        frame = self._references.get(key)
+        if frame is None:
+            frame = _conform(model, read_reference(self.store, model, dataset_id))
+            if len(self._references) >= REFERENCE_CACHE:
+                self._references.pop(next(iter(self._references)))
+            self._references[key] = frame
+        return frame
 
     def _usage(self, version_id: int, run: RunRecord) -> pl.DataFrame:
         sql = (
@@ -192,12 +207,11 @@ class Runner:
             champion = inputs.champion
             if champion is None or champion.id == inputs.version.id:
                 return None  # only challengers and shadows are compared with the champion
-            ctx_window = self._window(inputs.model, champion.id, inputs.run)
+            ctx_window, usage = self._champion(inputs, champion)
             if segment is not None:
                 ctx_window = ctx_window.filter(segment)
             challenger = window
             options.setdefault("challenger_usage", inputs.usage)
-            usage = self._usage(champion.id, inputs.run)
         return EvalContext(
             spec=inputs.model.spec,
             window=ctx_window,
@@ -207,6 +221,16 @@ class Runner:
             options=options,
             min_samples=spec.min_samples,
         )
+
+    def _champion(
+        self, inputs: _Inputs, champion: VersionRecord
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The champion's window and usage, read once per run however many checks need them."""
+        cached = inputs.champion_frames
+        if not cached:
+            cached.append(self._window(inputs.model, champion.id, inputs.run))
+            cached.append(self._usage(champion.id, inputs.run))
+        return cached[0], cached[1]
 
     def _expected_volume(
         self, model: ModelRecord, version_id: int, run: RunRecord, window_s: int

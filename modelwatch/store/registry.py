@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -32,8 +33,9 @@ class ModelRecord:
     created_at: datetime
     created_by: str
 
-    @property
+    @cached_property
     def layout(self) -> ModelLayout:
+        # Building the per-model SQLAlchemy tables is not free; records are immutable.
         return ModelLayout(self.id, self.spec)
 
 

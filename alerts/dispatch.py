@@ -100,7 +100,7 @@ class Dispatcher:
         return list(groups.values())
 
     def _maybe_notify(self, group: _Group, now: datetime) -> int:
-        record = self.alerts.group(group.route.receiver, group.key, group.labels)
+        record = self.alerts.group(group.route.receiver, group.key, group.labels, now)
         told = record.notified_state
         firing = {fp for fp, a in group.alerts.items() if a.state == FIRING}
         newly_resolved = {

@@ -232,7 +232,9 @@ class AlertStore:
         return [s for s in rows if active_at is None or s.active(active_at)]
 
     # --- groups --------------------------------------------------------------
-    def group(self, receiver: str, key: str, labels: dict[str, str]) -> GroupRecord:
+    def group(
+        self, receiver: str, key: str, labels: dict[str, str], now: datetime | None = None
+    ) -> GroupRecord:
         g = t.alert_groups
         with self.store.write() as conn:
             row = conn.execute(
@@ -244,7 +246,7 @@ class AlertStore:
                         receiver=receiver,
                         group_key=key,
                         labels=_json(labels),
-                        first_seen_at=utcnow(),
+                        first_seen_at=now or utcnow(),
                         notified_state="{}",
                         thread="{}",
                     )

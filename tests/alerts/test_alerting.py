@@ -23,7 +23,7 @@ def _config(**extra: Any) -> Config:
         "route": {
             "receiver": "oncall",
             "group_by": ["model"],
-            "group_wait": "30s",
+            "group_wait": "0s",
             "group_interval": "5m",
             "repeat_interval": "4h",
         },
@@ -202,3 +202,20 @@ def test_permanent_failure_is_dead_not_retried(world: Any) -> None:
     results.window(0, [drift("age", 0.4, True)])
     service.cycle()
     assert notifier.attempts == 1 and service.outbox.counts() == {"dead": 1}
+
+
+def test_the_first_notification_waits_for_group_wait(store: Store) -> None:
+    results, notifier, clock = Results(store), RecordingNotifier(), Clock()
+    config = _config(route={"receiver": "oncall", "group_by": ["model"], "group_wait": "30s"})
+    service = AlertingService(
+        store, results.registry, config, "t", notifiers={"oncall": notifier}, clock=clock
+    )
+    results.window(0, [drift("age", 0.4, True)])
+    service.cycle()
+    clock.advance(seconds=20)
+    results.window(1, [drift("age", 0.4, True), drift("plan", 0.3, True)])
+    service.cycle()
+    assert notifier.sent == []  # still gathering the group
+    clock.advance(seconds=11)
+    service.cycle()
+    assert len(notifier.sent) == 1 and len(notifier.sent[0].alerts) == 2  # both, in one message

@@ -51,7 +51,9 @@ class Planner:
         live_after = now_us - spec.label_delay * US
         planned: list[PlannedRun] = []
         for version in self._versions(model, monitor):
-            planned += self._plan_version(monitor, model, version, start, end, live_after)
+            planned += self._plan_version(
+                monitor, model, version, start, end, live_after, now_us - spec.backfill * US
+            )
         return self.runs.plan(planned)
 
     def _versions(self, model: ModelRecord, monitor: MonitorRecord) -> list[VersionRecord]:
@@ -67,6 +69,7 @@ class Planner:
         start: int,
         end: int,
         live_after: int,
+        empty_after: int,
     ) -> list[PlannedRun]:
         if end <= start:
             return []
@@ -80,7 +83,12 @@ class Planner:
         first = min(states)
         out: list[PlannedRun] = []
         # Versions with an alias are serving: a window without traffic is news (volume 0).
-        windows = range(first, end, window_us) if version.alias else sorted(states)
+        # Empty windows are planned only within the backfill horizon, even when
+        # --since reaches further back: they exist to flag traffic that stopped.
+        windows = sorted(states)
+        if version.alias:
+            empty_from = max(first, align(empty_after, monitor.spec.window))
+            windows = sorted(set(windows) | set(range(empty_from, end, window_us)))
         for w in windows:
             state = states.get(w, _WindowState(0, 0))
             live = w + window_us > live_after

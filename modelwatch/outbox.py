@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Row, and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.store import tables as t
+from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import utcnow
 
@@ -155,17 +156,15 @@ class Outbox:
         pick = select(d.c.id).where(due, d.c.next_attempt_at <= now, ~blocked)
         if kinds is not None:
             pick = pick.where(d.c.kind.in_(kinds))
-        pick = pick.order_by(d.c.next_attempt_at, d.c.id).limit(1)
-        if self.store.is_postgres:
-            pick = pick.with_for_update(of=d, skip_locked=True)
-        stmt = (
-            update(d)
-            .where(d.c.id == pick.scalar_subquery())
-            .values(status=SENDING, claimed_by=worker, claimed_at=now, attempts=d.c.attempts + 1)
-            .returning(*d.c)
+        row = claim_one(
+            self.store,
+            d,
+            pick.order_by(d.c.next_attempt_at, d.c.id),
+            status=SENDING,
+            claimed_by=worker,
+            claimed_at=now,
+            attempts=d.c.attempts + 1,
         )
-        with self.store.write() as conn:
-            row = conn.execute(stmt).first()
         return _delivery(row) if row is not None else None
 
     def record(

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.results import MetricResult
 from modelwatch.store import tables as t
+from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import utcnow
 
@@ -117,19 +118,18 @@ class RunStore:
         claimable = (r.c.status == PENDING) | and_(
             r.c.status == RUNNING, r.c.claimed_at < now - self.lease, r.c.attempts < MAX_ATTEMPTS
         )
-        pick = select(r.c.id).where(claimable).order_by(r.c.window_start_us, r.c.id).limit(1)
+        pick = select(r.c.id).where(claimable).order_by(r.c.window_start_us, r.c.id)
         if monitor_ids is not None:
             pick = pick.where(r.c.monitor_id.in_(list(monitor_ids)))
-        if self.store.is_postgres:
-            pick = pick.with_for_update(skip_locked=True)
-        stmt = (
-            update(r)
-            .where(r.c.id == pick.scalar_subquery())
-            .values(status=RUNNING, claimed_by=worker, claimed_at=now, attempts=r.c.attempts + 1)
-            .returning(*r.c)
+        row = claim_one(
+            self.store,
+            r,
+            pick,
+            status=RUNNING,
+            claimed_by=worker,
+            claimed_at=now,
+            attempts=r.c.attempts + 1,
         )
-        with self.store.write() as conn:
-            row = conn.execute(stmt).first()
         return _run(row) if row is not None else None
 
     def finish(

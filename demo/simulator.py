@@ -1,9 +1,12 @@
 """Plays deployed models: sends predictions, delayed labels and usage through the real SDK.
 
-Seeded, so a run behaves the same each time. At start it replays ``history_s``
-of past traffic (``speed`` times faster than real time; 0 means as fast as the
-service takes it) so that evaluations have closed windows at once, then it
-sends live traffic in real time.
+Seeded, so a run behaves the same each time: traffic is drawn in fixed slots of
+:data:`SLOT_S` simulated seconds from a start aligned to the minute. At start it
+replays ``history_s`` of past traffic (``speed`` times faster than real time; 0
+means as fast as the service takes it) so that evaluations have closed windows
+at once, then it sends live traffic in real time. ``drift_at`` seconds into the
+live traffic it injects a drift into the fraud model's traffic for ``drift_for``
+seconds: bigger amounts, more foreign cards, more fraud, a champion that misses it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import heapq
 import io
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,28 +27,12 @@ import polars as pl
 from collector.sdk import Client
 from demo.models import ETA, FRAUD, eta_batch, fraud_batch
 
-__all__ = ["Simulator", "SimulatorStats"]
+__all__ = ["SLOT_S", "Simulator", "SimulatorStats"]
 
 log = logging.getLogger(__name__)
 
+SLOT_S = 5.0  # traffic is drawn per slot of simulated time: the same stream however paced
 LABEL_DELAY_S = 120.0
-PRICES = {"cpu_hour": 0.048, "gpu_hour": 0.0, "gb_hour": 0.006}
-MONITORS: list[dict[str, object]] = [
-    {
-        "name": name,
-        "model": model,
-        "window": "5m",
-        "schedule": "10s",
-        "label_delay": "1h",
-        "segments": segments,
-        "backfill": "1d",
-        "prices": PRICES,
-    }
-    for name, model, segments in (
-        ("fraud-5m", "fraud", ["country"]),
-        ("eta-5m", "delivery-eta", []),
-    )
-]
 LABEL_SHARE = 0.9
 
 
@@ -72,9 +60,14 @@ class Simulator:
         seed: int = 7,
         speed: float = 0.0,
         rate: float = 2.0,
-        history_s: float = 6 * 3600,
+        history_s: float = 3600,
+        start: float | None = None,
+        drift_at: float | None = None,
+        drift_for: float = 180.0,
         say: Callable[[str], None] = print,
     ) -> None:
+        """``start``: the first simulated second (default ``history_s`` ago, on the minute);
+        ``drift_at``: seconds into the live traffic (:meth:`run`) the drift begins."""
         self.url = url.rstrip("/")
         self.api_key = api_key
         self.rng = np.random.default_rng(seed)
@@ -84,10 +77,16 @@ class Simulator:
         self.client = Client(self.url, api_key)
         self.stats = SimulatorStats()
         self._labels: list[_PendingLabel] = []
-        self.clock = time.time() - history_s
+        self.clock = start if start is not None else 60 * math.floor((time.time() - history_s) / 60)
+        self.drift_at, self.drift_for = drift_at, drift_for
+        self.drift_window: tuple[float, float] | None = None
+        self._drifting = False
         self._seq = 0
+        # Request ids are unique per run: a rerun on the same store must not be duplicates.
+        self._run = f"{int(time.time()):x}"
 
     def register(self) -> None:
+        """The models (unless declared already), their versions and reference data."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
             for spec, versions in (
@@ -106,12 +105,7 @@ class Simulator:
                         self._upload_reference(http, spec["name"], version)
                     elif r.status_code != 409:
                         r.raise_for_status()
-            for monitor in MONITORS:
-                r = http.post("/v1/monitors", json=monitor)
-                if r.status_code not in (201, 409):
-                    r.raise_for_status()
         self.say("registered models: fraud (v1 champion, v2 shadow challenger), delivery-eta (v1)")
-        self.say("monitors: 5-minute windows evaluated every 10s (fraud also per country)")
 
     def _upload_reference(self, http: httpx.Client, model: str, version: str) -> None:
         rng = np.random.default_rng(1000 + len(version))
@@ -135,22 +129,41 @@ class Simulator:
         ).raise_for_status()
 
     # --- traffic -------------------------------------------------------------
-    def step(self, span: float) -> None:
-        """Send the traffic of the next ``span`` simulated seconds."""
-        start, end = self.clock, self.clock + span
-        n = int(self.rng.poisson(self.rate * span))
+    def inject_drift(self, start: float, seconds: float) -> None:
+        """Drift the fraud traffic from simulated time ``start`` for ``seconds``."""
+        self.drift_window = (start, start + seconds)
+
+    def advance(self, until: float) -> None:
+        """Send the traffic of every whole slot that ends by simulated time ``until``."""
+        while self.clock + SLOT_S <= until + 1e-9:
+            self._slot()
+
+    def _slot(self) -> None:
+        start = self.clock
+        drifting = self.drift_window is not None and (
+            self.drift_window[0] <= start < self.drift_window[1]
+        )
+        if drifting != self._drifting:
+            self._drifting = drifting
+            self.say(
+                f"[{_iso(start)[:19]}] drift injected into fraud traffic: bigger amounts, "
+                "4x the foreign cards, more fraud; the champion misses it"
+                if drifting
+                else f"[{_iso(start)[:19]}] drift stopped: fraud traffic is back to normal"
+            )
+        n = int(self.rng.poisson(self.rate * SLOT_S))
         if n:
-            stamps = np.sort(start + span * self.rng.random(n))
-            self._fraud(stamps)
-            self._eta(stamps[: max(1, n // 2)])
-        self.clock = end
-        self._due_labels(end)
+            stamps = np.sort(start + SLOT_S * self.rng.random(n))
+            self._fraud(stamps, 1.0 if drifting else 0.0)
+            self._eta(stamps[::2])
+        self.clock = start + SLOT_S
+        self._due_labels(self.clock)
 
     def backfill(self, step_s: float = 300.0) -> None:
         """Replay the history up to now, flushing each step so nothing is dropped."""
         began, first = time.monotonic(), self.clock
-        while (behind := time.time() - self.clock) > 1.0:
-            self.step(min(step_s, behind))
+        while (behind := time.time() - self.clock) >= SLOT_S:
+            self.advance(self.clock + min(step_s, behind))
             self.client.flush()
             if self.speed > 0:
                 lag = (self.clock - first) / self.speed - (time.monotonic() - began)
@@ -164,12 +177,12 @@ class Simulator:
     def _ids(self, prefix: str, n: int) -> list[str]:
         start = self._seq
         self._seq += n
-        return [f"{prefix}-{i:09d}" for i in range(start, start + n)]
+        return [f"{prefix}-{self._run}-{i:09d}" for i in range(start, start + n)]
 
-    def _fraud(self, stamps: np.ndarray) -> None:
+    def _fraud(self, stamps: np.ndarray, drift: float) -> None:
         n = len(stamps)
         with self.client.measure("fraud", "v1"):
-            batch = fraud_batch(self.rng, n)
+            batch = fraud_batch(self.rng, n, drift)
         ids = self._ids("tx", n)
         for version, scores in (("v1", batch.champion), ("v2", batch.challenger)):
             for i, rid in enumerate(ids):
@@ -231,13 +244,15 @@ class Simulator:
             self.stats.labels += 1
 
     def run(
-        self, duration: float | None = None, tick: float = 0.5, narrate_every: float = 10.0
+        self, duration: float | None = None, tick: float = 0.5, narrate_every: float = 30.0
     ) -> None:
         """Live traffic in real time until ``duration`` seconds pass (None: forever)."""
         started = last_said = time.monotonic()
+        if self.drift_at is not None:
+            self.inject_drift(self.clock + self.drift_at, self.drift_for)
         while duration is None or time.monotonic() - started < duration:
             time.sleep(tick)
-            self.step(max(0.0, time.time() - self.clock))
+            self.advance(time.time())
             if time.monotonic() - last_said >= narrate_every:
                 last_said = time.monotonic()
                 s = self.stats

@@ -345,7 +345,7 @@ def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_
 
 @cli.command()
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--history", default="6h", show_default=True, help="Past traffic replayed at start.")
+@click.option("--history", default="1h", show_default=True, help="Past traffic replayed at start.")
 @click.option(
     "--speed",
     default=0.0,
@@ -360,6 +360,20 @@ def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_
 @click.option(
     "--duration", default=0.0, type=float, help="Seconds of live traffic (0: until Ctrl-C)."
 )
+@click.option(
+    "--drift-at",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds into the live traffic when a drift hits the fraud model's traffic.",
+)
+@click.option(
+    "--drift-for",
+    default=180.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds the drift lasts (0: no drift).",
+)
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -369,10 +383,21 @@ def demo(
     seed: int,
     rate: float,
     duration: float,
+    drift_at: float,
+    drift_for: float,
 ) -> None:
-    """The service on the embedded store plus simulated models sending live traffic."""
+    """The service on the embedded store plus simulated models sending live traffic.
+
+    Alerts go to a local Slack-compatible sink printed on the console, and to Slack
+    too when SLACK_BOT_TOKEN and MODELWATCH_DEMO_SLACK_CHANNEL are set.
+    """
+    # The narration is the demo's output: no migration chatter, no skipped-tick warnings.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    from demo.config import SINK_TOKEN, demo_config, describe
     from demo.simulator import Simulator
-    from modelwatch.app import create_app
+    from demo.slack_sink import SlackSink
+    from modelwatch.app import check_config, create_app
     from modelwatch.durations import parse_duration
     from modelwatch.serving import BackgroundServer
     from modelwatch.store.migrate import upgrade
@@ -381,33 +406,58 @@ def demo(
         history_s = parse_duration(history)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--history") from None
+    say = click.echo
     store = _store(ctx)
     upgrade(store)
-    server = BackgroundServer(create_app(ctx.obj, store, scheduler=True), "127.0.0.1", port)
-    try:
-        server.start()
-    except RuntimeError as exc:
-        _fail(f"{exc} (is the port taken? try --port)")
-    say = click.echo
-    say(f"modelwatch demo on {store.dialect} ({ctx.obj.database_url})")
-    say(f"  API docs   {server.url}/docs")
-    say(f"  models     {server.url}/v1/models/fraud")
-    say(f"  results    {server.url}/v1/models/fraud/results?metric=accuracy")
-    say(f"  health     {server.url}/readyz")
-    sim = Simulator(server.url, seed=seed, speed=speed, rate=rate, history_s=history_s, say=say)
-    try:
-        sim.register()
-        sim.backfill()
-        say(
-            "live: fraud v1 (champion) and v2 (shadow: same requests, 3x the CPU), delivery-eta "
-            "v1; labels arrive two minutes after their predictions. Ctrl-C stops."
+    with SlackSink(token=SINK_TOKEN, say=say) as sink:
+        config = demo_config(sink.base_url, external_url=f"http://127.0.0.1:{port}")
+        try:
+            check_config(config, "demo config")
+            app = create_app(ctx.obj, store, config, scheduler=True)
+        except ModelwatchError as exc:
+            _fail(f"{exc} (an older demo's store? try another MODELWATCH_DATABASE_URL)")
+        server = BackgroundServer(app, "127.0.0.1", port)
+        try:
+            server.start()
+        except RuntimeError as exc:
+            _fail(f"{exc} (is the port taken? try --port)")
+        say(f"modelwatch demo on {store.dialect} ({ctx.obj.database_url})")
+        say(f"  API docs   {server.url}/docs")
+        say(f"  models     {server.url}/v1/models/fraud")
+        say(f"  results    {server.url}/v1/models/fraud/results?metric=accuracy")
+        say(f"  alerts     {server.url}/v1/alerts")
+        say(f"  health     {server.url}/readyz")
+        sim = Simulator(
+            server.url,
+            seed=seed,
+            speed=speed,
+            rate=rate,
+            history_s=history_s,
+            drift_at=drift_at if drift_for > 0 else None,
+            drift_for=drift_for,
+            say=say,
         )
-        sim.run(duration or None)
-    except KeyboardInterrupt:
-        say("stopping ...")
-    finally:
-        sim.close()
-        server.stop()
+        try:
+            sim.register()
+            for line in describe(config):
+                say(line)
+            sim.backfill()
+            drift = (
+                f"in {drift_at:.0f}s a drift hits the fraud traffic for {drift_for:.0f}s"
+                if drift_for > 0
+                else "no drift (--drift-for 0)"
+            )
+            say(
+                "live: fraud v1 (champion) and v2 (shadow: same requests, 3x the CPU), "
+                "delivery-eta v1; labels arrive two minutes after their predictions; "
+                f"{drift}. Ctrl-C stops."
+            )
+            sim.run(duration or None)
+        except KeyboardInterrupt:
+            say("stopping ...")
+        finally:
+            sim.close()
+            server.stop()
     s = sim.stats
     say(f"done: {s.predictions} predictions, {s.labels} labels, {s.usage} usage samples sent")
 

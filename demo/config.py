@@ -1,0 +1,163 @@
+"""The demo's configuration, as a deployment would declare it in YAML: the models, their
+monitors, two policies, the Slack receiver and its route.
+
+Alerts go to the local Slack sink (:mod:`demo.slack_sink`), which prints them; with
+:data:`SLACK_TOKEN_ENV` and :data:`SLACK_CHANNEL_ENV` set they go to that Slack
+channel as well. Windows are one minute long and evaluated every 10s, so an
+injected drift shows within a couple of minutes:
+
+* ``feature-drift`` (warning, every model): at least 40% of a version's features
+  drifted in a window (KS at p < 0.01 for numeric features, Jensen-Shannon
+  distance of at least 0.15 for the others; evidently's defaults for large
+  references are too jumpy for windows of ~120 events).
+* ``fraud-accuracy`` (critical, the fraud champion): accuracy below 0.8. Labels
+  arrive two minutes after the predictions, so this one follows the drift late.
+
+Both land in one grouped message per model (``group_by: [model]``), threaded:
+later changes and the resolution are replies to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from demo.models import ETA, FRAUD
+from evaluators.checks import DEFAULT_CHECKS
+from modelwatch.config import Config
+from modelwatch.domain import Task
+
+__all__ = [
+    "SINK_CHANNEL",
+    "SINK_RECEIVER",
+    "SINK_TOKEN",
+    "SLACK_CHANNEL_ENV",
+    "SLACK_RECEIVER",
+    "SLACK_TOKEN_ENV",
+    "demo_config",
+    "describe",
+    "real_slack",
+]
+
+SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
+"""A Slack bot token (``xoxb-...``, scope ``chat:write``); with the channel, alerts go to Slack."""
+SLACK_CHANNEL_ENV = "MODELWATCH_DEMO_SLACK_CHANNEL"
+"""The Slack channel (``#name`` or id, the bot a member) for the demo's alerts."""
+
+SINK_RECEIVER, SINK_TOKEN, SINK_CHANNEL = "demo-slack", "xoxb-demo", "#ml-oncall"
+SLACK_RECEIVER = "slack"
+PRICES = {"cpu_hour": 0.048, "gpu_hour": 0.0, "gb_hour": 0.006}
+DRIFT_SHARE = 0.4
+MIN_ACCURACY = 0.8
+ROUTE_TIMINGS = {"group_wait": "10s", "group_interval": "30s", "repeat_interval": "1h"}
+
+
+def _checks(spec: Mapping[str, Any]) -> list[str | dict[str, Any]]:
+    """The task's default checks, with drift tests suited to small windows."""
+    numeric = {f["name"]: "ks" for f in spec["features"] if f["type"] == "numeric"}
+    drift = {
+        "metric": "data_drift",
+        "options": {
+            "methods": numeric,
+            "thresholds": {"ks": 0.01, "jensenshannon": 0.15},
+            "drift_share": DRIFT_SHARE,
+        },
+    }
+    return [drift if key == "data_drift" else key for key in DEFAULT_CHECKS[Task(spec["task"])]]
+
+
+def _monitor(name: str, spec: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "model": spec["name"],
+        "window": "1m",
+        "schedule": "10s",
+        "label_delay": "5m",
+        "backfill": "30m",  # catching up at start takes seconds (a run takes ~0.05-0.1s)
+        "prices": PRICES,
+        "checks": _checks(spec),
+        **extra,
+    }
+
+
+MONITORS = [
+    # 60 labelled predictions before accuracy counts: a window holds ~120 at 2 requests/s.
+    _monitor("fraud-1m", FRAUD, segments=["country"], min_samples=60),
+    _monitor("eta-1m", ETA),
+]
+POLICIES: list[dict[str, Any]] = [
+    {
+        "name": "feature-drift",
+        "condition": {"drifted_share": {"op": ">=", "value": DRIFT_SHARE}},
+        "severity": "warning",
+        "annotations": {
+            "summary": "{model} {version}: {value} of its features drifted (alert at {threshold})"
+        },
+    },
+    {
+        "name": "fraud-accuracy",
+        "model": FRAUD["name"],
+        "aliases": ["champion"],
+        "condition": {"threshold": {"metric": "accuracy", "op": "<", "value": MIN_ACCURACY}},
+        "severity": "critical",
+        "annotations": {
+            "summary": "{model} {version} (champion): accuracy {value} (alert below {threshold})"
+        },
+    },
+]
+
+
+def real_slack(env: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(token, channel) when both environment variables are set, else None."""
+    env = os.environ if env is None else env
+    token, channel = env.get(SLACK_TOKEN_ENV, ""), env.get(SLACK_CHANNEL_ENV, "")
+    return (token, channel) if token and channel else None
+
+
+def demo_config(
+    sink_url: str,
+    *,
+    external_url: str = "http://127.0.0.1:8000",
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """The demo's config: alerts to the sink at ``sink_url``, and to Slack if configured."""
+    sink = {"token": SINK_TOKEN, "channel": SINK_CHANNEL, "base_url": sink_url}
+    receivers: list[dict[str, Any]] = [{"name": SINK_RECEIVER, "slack": sink}]
+    route: dict[str, Any] = {"receiver": SINK_RECEIVER, "group_by": ["model"], **ROUTE_TIMINGS}
+    slack = real_slack(env)
+    if slack is not None:
+        token, channel = slack
+        receivers.append({"name": SLACK_RECEIVER, "slack": {"token": token, "channel": channel}})
+        route["routes"] = [
+            {"receiver": SINK_RECEIVER, "continue": True},
+            {"receiver": SLACK_RECEIVER},
+        ]
+    return Config.model_validate(
+        {
+            "models": [FRAUD, ETA],
+            "monitors": MONITORS,
+            "policies": POLICIES,
+            "receivers": receivers,
+            "route": route,
+            # Show every alert of a group: by default a critical alert mutes the same
+            # model's warnings, which would hide the drift behind the accuracy alert.
+            "inhibit_rules": [],
+            "external_url": external_url,
+        }
+    )
+
+
+def describe(config: Config) -> list[str]:
+    """What the demo watches and where alerts go, for the console."""
+    where = " and ".join(
+        f"{r.slack.channel} ({'local sink, printed below' if r.name == SINK_RECEIVER else 'Slack'})"
+        for r in config.receivers
+        if r.slack is not None
+    )
+    return [
+        "monitors: 1-minute windows evaluated every 10s (fraud also per country)",
+        f"policies: feature-drift (warning: >= {DRIFT_SHARE:.0%} of a version's features "
+        f"drifted), fraud-accuracy (critical: champion accuracy < {MIN_ACCURACY})",
+        f"alerts: one threaded message per model in {where}",
+    ]

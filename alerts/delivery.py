@@ -45,11 +45,14 @@ class NotificationHandler:
                 ok=False, permanent=True, detail=f"no receiver named {delivery.target!r}"
             )
         group = self.alerts.get_group(int(delivery.payload["group_id"]))
-        notification = notification_from_json(delivery.payload["notification"], group.thread)
+        thread = {} if delivery.payload.get("new_thread") else group.thread
+        notification = notification_from_json(delivery.payload["notification"], thread)
         return notifier.send(notification)
 
     def delivered(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
         if outcome.thread:
             group_id = int(delivery.payload["group_id"])
-            group = self.alerts.get_group(group_id)
-            self.alerts.set_thread(group_id, {**group.thread, **outcome.thread})
+            previous = (
+                {} if delivery.payload.get("new_thread") else self.alerts.get_group(group_id).thread
+            )
+            self.alerts.set_thread(group_id, {**previous, **outcome.thread})

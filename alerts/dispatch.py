@@ -119,7 +119,14 @@ class Dispatcher:
             self._mark(record, {fp: FIRING for fp in firing}, now)
             return 0
         notification = self._notification(record, group, members)
-        payload = {"group_id": record.id, "notification": _to_json(notification)}
+        # A group that had nothing firing when last told starts a new incident: a new
+        # message, rather than a reply in the resolved incident's thread.
+        fresh = FIRING not in record.notified_state.values()
+        payload = {
+            "group_id": record.id,
+            "new_thread": fresh,
+            "notification": _to_json(notification),
+        }
         digest = hashlib.sha256(
             f"{record.id}|{now.isoformat()}|{sorted(firing)}".encode()
         ).hexdigest()[:40]

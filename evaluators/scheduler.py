@@ -79,6 +79,7 @@ class EvaluationService:
         self._scheduler: BackgroundScheduler | None = None
         self._schedules: dict[int, str] = {}
         self._drain_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._extra_jobs: list[tuple[Callable[[], object], float, str]] = []
 
     def add_job(self, fn: Callable[[], object], every_s: float, job_id: str) -> None:
@@ -119,7 +120,11 @@ class EvaluationService:
         try:
             deadline = time.monotonic() + (budget_s or self.drain_budget_s)
             done = 0
-            while time.monotonic() < deadline and self.run_one() is not None:
+            while (
+                not self._stopping.is_set()
+                and time.monotonic() < deadline
+                and self.run_one() is not None
+            ):
                 done += 1
             return done
         finally:
@@ -136,6 +141,7 @@ class EvaluationService:
 
     # --- scheduling ----------------------------------------------------------
     def start(self) -> None:
+        self._stopping.clear()
         scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
         )
@@ -181,6 +187,7 @@ class EvaluationService:
         self.state.monitors = sorted(m.name for m in monitors)
 
     def shutdown(self) -> None:
+        self._stopping.set()  # a drain in progress stops after its current run
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None

@@ -70,10 +70,19 @@ def _label(n: Notification, key: str) -> str:
 
 
 def group_name(n: Notification) -> str:
-    name = next((v for k in _NAME_KEYS if (v := _label(n, k))), "alert")
+    name = next((v for k in _NAME_KEYS if (v := _label(n, k))), "") or _policies(n)
     model, version = _label(n, "model"), _label(n, "version")
-    subject = " ".join(part for part in (model, f"v{version}" if version else "") if part)
+    if version and version[:1].lower() != "v":
+        version = f"v{version}"  # "7" reads as v7; "v7" stays v7
+    subject = " ".join(part for part in (model, version) if part)
     return f"{name} · {subject}" if subject else name
+
+
+def _policies(n: Notification) -> str:
+    """The policies of a group that mixes several (e.g. grouped by model only)."""
+    names = sorted({a.labels.get("alertname", "") for a in n.alerts} - {""})
+    shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+    return shown or "alert"
 
 
 def headline(n: Notification) -> str:

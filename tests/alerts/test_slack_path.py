@@ -125,3 +125,22 @@ def test_an_unknown_channel_is_a_permanent_failure(store: Store, slack: FakeSlac
     service.cycle()
     assert service.outbox.counts() == {"dead": 1}
     assert "channel_not_found" in service.outbox.attempts(1)[0]["detail"]
+
+
+def test_a_new_incident_after_resolution_starts_a_new_message(
+    store: Store, slack: FakeSlack
+) -> None:
+    results, clock = Results(store), Clock()
+    service = _service(store, results, slack, clock)
+    results.window(0, [drift("age", 0.41, True)])
+    service.cycle()
+    results.window(1, [drift("age", 0.01, False)])
+    clock.advance(minutes=2)
+    service.cycle()
+    results.window(2, [drift("age", 0.52, True)])
+    clock.advance(minutes=2)
+    service.cycle()
+    top = slack.top_level()
+    assert len(top) == 2, "the second incident is a new message, not a reply in the old thread"
+    assert len(slack.replies(top[0].ts)) == 1 and slack.replies(top[1].ts) == []
+    assert "feature-drift · churn v1" in _text(top[1]) and "vv1" not in _text(top[1])

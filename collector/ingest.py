@@ -6,6 +6,9 @@ validation and idempotency.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,12 +21,16 @@ from collector.validation import (
     validate_labels,
     validate_usage,
 )
+from modelwatch.errors import ValidationFailed
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
+from modelwatch.timeutil import now_us
 
 __all__ = ["IngestResult", "Ingestor"]
+
+log = logging.getLogger(__name__)
 
 _LOOKUP_CHUNK = 500
 
@@ -48,6 +55,32 @@ class Ingestor:
         self.registry = registry
         self.max_batch = max_batch
 
+    @contextmanager
+    def _recording_rejections(
+        self, model_id: int, version_id: int | None, kind: str, items: int
+    ) -> Iterator[None]:
+        """Record a refused batch (nothing of it is stored) so that data quality can
+        report schema violations; the refusal itself still reaches the caller."""
+        try:
+            yield
+        except ValidationFailed as exc:
+            try:
+                with self.store.write() as conn:
+                    conn.execute(
+                        t.ingest_rejections.insert().values(
+                            model_id=model_id,
+                            version_id=version_id,
+                            received_us=now_us(),
+                            kind=kind,
+                            items=items,
+                            errors=len(exc.errors),
+                            first_error=str(exc)[:1000],
+                        )
+                    )
+            except Exception:  # recording is best effort; the 422 must still be answered
+                log.exception("recording a rejected %s batch failed", kind)
+            raise
+
     def predictions(self, payload: object) -> IngestResult:
         body, events = parse_envelope(
             payload, {"model": str, "version": str}, "events", self.max_batch
@@ -55,7 +88,8 @@ class Ingestor:
         model = self.registry.get_model(body["model"])
         version = self.registry.get_version(model, body["version"])
         layout = model.layout
-        batch = validate_events(layout, version.id, events)
+        with self._recording_rejections(model.id, version.id, "predictions", len(events)):
+            batch = validate_events(layout, version.id, events)
         with self.store.write() as conn:
             inserted = insert_rows(
                 conn, layout.events, layout.event_columns, batch.rows, ignore_conflicts=True
@@ -66,7 +100,8 @@ class Ingestor:
         body, labels = parse_envelope(payload, {"model": str}, "labels", self.max_batch)
         model = self.registry.get_model(body["model"])
         table = model.layout.labels
-        batch = validate_labels(model.layout, labels)
+        with self._recording_rejections(model.id, None, "labels", len(labels)):
+            batch = validate_labels(model.layout, labels)
         with self.store.write() as conn:
             existing = _existing_labels(conn, table, [r[0] for r in batch.rows])
             fresh = [r for r in batch.rows if r[0] not in existing]
@@ -98,7 +133,8 @@ class Ingestor:
         )
         model = self.registry.get_model(body["model"])
         version = self.registry.get_version(model, body["version"])
-        batch = validate_usage(version.id, samples)
+        with self._recording_rejections(model.id, version.id, "usage", len(samples)):
+            batch = validate_usage(version.id, samples)
         columns = ["version_id", "ts_us", "received_us", *USAGE_FIELDS, "extra"]
         with self.store.write() as conn:
             inserted = insert_rows(conn, t.usage_samples, columns, batch.rows)

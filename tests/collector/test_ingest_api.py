@@ -240,3 +240,17 @@ def test_multiclass_and_regression_models(client: TestClient) -> None:
         json={"model": "price", "labels": [{"request_id": "a", "label": 249000}]},
     )
     assert lab.json()["accepted"] == 1
+
+
+def test_refused_batches_are_recorded_for_data_quality(churn: TestClient, store: Any) -> None:
+    events = [churn_event(i) for i in range(5)] + [churn_event(9, prediction="maybe")]
+    assert _post(churn, events).status_code == 422
+    labels = [{"request_id": "req-1", "label": "bad"}]
+    assert churn.post("/v1/ground-truth", json={"model": "churn", "labels": labels}).status_code == 422
+    with store.read() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT kind, items, errors, first_error FROM ingest_rejections ORDER BY id"
+        ).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [("predictions", 6, 1), ("labels", 1, 1)]
+    assert rows[0][3].startswith("events[5].prediction")
+    assert _counts(churn)["v1"]["events"]["count"] == 0

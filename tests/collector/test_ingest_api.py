@@ -246,7 +246,8 @@ def test_refused_batches_are_recorded_for_data_quality(churn: TestClient, store:
     events = [churn_event(i) for i in range(5)] + [churn_event(9, prediction="maybe")]
     assert _post(churn, events).status_code == 422
     labels = [{"request_id": "req-1", "label": "bad"}]
-    assert churn.post("/v1/ground-truth", json={"model": "churn", "labels": labels}).status_code == 422
+    refused = churn.post("/v1/ground-truth", json={"model": "churn", "labels": labels})
+    assert refused.status_code == 422
     with store.read() as conn:
         rows = conn.exec_driver_sql(
             "SELECT kind, items, errors, first_error FROM ingest_rejections ORDER BY id"

@@ -8,6 +8,7 @@ stores nothing. Errors name the path of each bad field, e.g.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -136,6 +137,24 @@ _FEATURE_CHECKS: dict[FeatureType, Callable[[object], object]] = {
     FeatureType.BOOLEAN: _bool,
     FeatureType.TEXT: _text,
 }
+# The one type per feature type that its check passes through unchanged (floats only
+# when finite): events made only of those take the fast path in :func:`_features`.
+_FAST_TYPES: dict[FeatureType, type] = {
+    FeatureType.NUMERIC: float,
+    FeatureType.CATEGORICAL: str,
+    FeatureType.BOOLEAN: bool,
+    FeatureType.TEXT: str,
+}
+
+
+def _getter(names: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """``d -> tuple(d[n] for n in names)`` in C; raises KeyError for a missing name."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda d: (d[only],)
+    if not names:
+        return lambda d: ()
+    return operator.itemgetter(*names)
 
 
 @dataclass
@@ -151,16 +170,24 @@ class _EventChecker:
         spec = layout.spec
         self.layout = layout
         self.features = [(f.name, _FEATURE_CHECKS[f.type]) for f in spec.features]
+        self.all_features = _getter([f.name for f in spec.features])
+        self.numeric_features = _getter(
+            [f.name for f in spec.features if f.type is FeatureType.NUMERIC]
+        )
+        self.fast_types = tuple(_FAST_TYPES[f.type] for f in spec.features)
         self.feature_names = frozenset(c.source for c in layout.features)
         self.segment_keys = [c.source for c in layout.segments]
         self.segment_set = frozenset(self.segment_keys)
         self.classes = frozenset(spec.class_list)
         self.classification = spec.is_classification
         self.multiclass = len(layout.scores) > 1
+        self.binary = len(layout.scores) == 1
         self.has_score = bool(layout.scores)
         self.scores_required = spec.scores
 
     def prediction(self, v: object) -> object:
+        if type(v) is str and self.classification and v in self.classes:
+            return v
         if v is None:
             raise _Bad("required")
         if not self.classification:
@@ -173,6 +200,8 @@ class _EventChecker:
     def scores(self, ev: dict[str, Any], errors: _Errors, loc: Loc) -> list[float | None]:
         n = len(self.layout.scores)
         score, scores = ev.get("score"), ev.get("scores")
+        if self.binary and type(score) is float and 0.0 <= score <= 1.0 and scores is None:
+            return [score]
         if not self.has_score:
             if score is not None or scores is not None:
                 errors.add(
@@ -277,7 +306,19 @@ def validate_events(layout: ModelLayout, version_id: int, events: Sequence[objec
     return out
 
 
-def _features(check: _EventChecker, feats: object, errors: _Errors, loc: Loc) -> list[object]:
+def _features(check: _EventChecker, feats: object, errors: _Errors, loc: Loc) -> Sequence[object]:
+    if type(feats) is dict and len(feats) == len(check.features):
+        # Fast path: every feature present with the type its check passes through, so
+        # the values are stored as they are (a NaN or infinity makes the sum non-finite).
+        try:
+            fast = check.all_features(feats)
+        except KeyError:
+            pass
+        else:
+            if tuple(map(type, fast)) == check.fast_types and math.isfinite(
+                sum(check.numeric_features(feats))
+            ):
+                return fast
     if type(feats) is not dict:
         errors.add((*loc, "features"), "required, must be an object", feats)
         return []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -29,11 +31,19 @@ N_NUMERIC = 20
 N_CATEGORICAL = 5
 CATEGORIES = [f"c{i:02d}" for i in range(12)]
 START_US = 1_790_000_000_000_000  # 2026-09-21T14:13:20Z
-PG_ADMIN_URL = os.environ.get("MODELWATCH_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-PG_BENCH_DB = "mw_bench"
+PG_ADMIN_URL = os.environ.get(
+    "MODELWATCH_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+PG_BENCH_DB = os.environ.get("MODELWATCH_BENCH_PG_DB", "mw_bench")  # created and dropped
 
 NUMERIC = [f"num_{i}" for i in range(N_NUMERIC)]
 CATEGORICAL = [f"cat_{i}" for i in range(N_CATEGORICAL)]
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so that temporary files and databases are removed
+    (SIGINT already raises KeyboardInterrupt, unless the shell ignores it)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def bench_spec(name: str = "bench") -> ModelSpec:
@@ -144,10 +154,33 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
+def cpu_busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used so far (all cores, Linux)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet(max_wait: float = 120.0, busy: float = 0.25) -> float:
+    """Wait (up to ``max_wait`` s) for a second in which the machine is at most ``busy``
+    loaded (share of all cores); returns the load of the last second measured. Other
+    work on a shared 2-core machine distorts every figure here."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        before = cpu_busy_seconds()
+        time.sleep(1.0)
+        load = (cpu_busy_seconds() - before) / (os.cpu_count() or 1)
+        if load <= busy or time.monotonic() > deadline:
+            return load
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(h) for h in headers], *[[str(c) for c in r] for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
 
@@ -162,4 +195,5 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, polars {pl.__version__}"
+    python = platform.python_version()
+    return f"{os.cpu_count()} cores, {cpu}, Python {python}, polars {pl.__version__}"

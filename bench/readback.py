@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import adbc_driver_postgresql.dbapi as adbc_pg
@@ -29,6 +31,7 @@ from bench.common import (
     NUMERIC,
     START_US,
     best_of,
+    exit_cleanly_on_sigterm,
     feature_frame,
     machine,
     make_model,
@@ -37,6 +40,7 @@ from bench.common import (
     pg_url,
     sqlite_url,
     storage_rows,
+    wait_quiet,
 )
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
@@ -49,6 +53,7 @@ FEATURE_DTYPE = pl.Struct(
     {**{n: pl.Float64 for n in NUMERIC}, **{n: pl.String for n in CATEGORICAL}}
 )
 Reader = Callable[[str], pl.DataFrame]
+Query = Callable[[int, int], str]
 
 
 def json_table() -> Table:
@@ -97,8 +102,14 @@ def load(store: Store, n: int) -> tuple[ModelRecord, int]:
             insert_rows(
                 conn, layout.labels, ["request_id", "label", "ts_us", "received_us"], labels
             )
-    with store.write() as conn:
-        conn.exec_driver_sql("ANALYZE")
+    # Steady state for reading: statistics, hint bits and visibility map (PostgreSQL),
+    # an empty WAL (SQLite).
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if store.is_sqlite:
+            conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            conn.exec_driver_sql("VACUUM ANALYZE")
     return model, version.id
 
 
@@ -129,7 +140,7 @@ def readers(store: Store) -> dict[str, Reader]:
 
         def adbc(sql: str) -> pl.DataFrame:
             with adbc_sqlite.connect(path) as conn, conn.cursor() as cur:
-                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "2147483647"})
+                cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "1000000000"})
                 cur.execute(sql)
                 return arrow_frame(cur.fetch_arrow_table())
 
@@ -157,7 +168,7 @@ def readers(store: Store) -> dict[str, Reader]:
     return {
         "ADBC": adbc,
         "connectorx": connectorx,
-        "connectorx, 2 partitions": connectorx_2,
+        "connectorx, 2 partitions on id": connectorx_2,
         "pl.read_database (SQLAlchemy)": read_database,
     }
 
@@ -168,49 +179,106 @@ def arrow_frame(table: Any) -> pl.DataFrame:
     return frame
 
 
+def in_halves(read: Reader, query: Query, start: int, end: int) -> pl.DataFrame:
+    """Two queries for the two halves of the window, on two connections at once."""
+    mid = (start + end) // 2
+    with ThreadPoolExecutor(2) as pool:
+        return pl.concat(list(pool.map(read, [query(start, mid), query(mid, end)])))
+
+
 def decode_json(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.col("features").str.json_decode(FEATURE_DTYPE)).unnest(
-        "features"
-    )
+    return frame.with_columns(pl.col("features").str.json_decode(FEATURE_DTYPE)).unnest("features")
 
 
-def measure(kind: str, store: Store, n: int, repeat: int) -> list[list[object]]:
-    model, version_id = load(store, n)
+def queries(store: Store, model: ModelRecord, version_id: int) -> dict[str, Query]:
+    """The window query of each layout, by its time bounds."""
     layout = model.layout
-    end_us = START_US + n * 1000
-    where = f"WHERE version_id = {version_id} AND ts_us >= {START_US} AND ts_us < {end_us}"
-    keys = "id, version_id, request_id, ts_us, prediction"
-    typed_sql = (
-        f"SELECT {keys}, score, {', '.join(c.name for c in layout.features)} "
-        f'FROM "{layout.events.name}" {where}'
-    )
-    json_sql = f"SELECT {keys}, score, features FROM {JSON_TABLE} {where}"
-    size = sizes(store, model)
+    keys = "e.id, e.version_id, e.request_id, e.ts_us, e.prediction, e.score"
+    features = ", ".join(f"e.{c.name}" for c in layout.features)
+    names = [*NUMERIC, *CATEGORICAL]
+    if store.is_sqlite:
+        extract = ", ".join(f"json_extract(e.features, '$.{n}') AS {n}" for n in names)
+        source = f"{JSON_TABLE} e"
+    else:
+        types = [f"{n} float8" for n in NUMERIC] + [f"{n} text" for n in CATEGORICAL]
+        extract = ", ".join(f"x.{n}" for n in names)
+        source = f"{JSON_TABLE} e, json_to_record(e.features::json) AS x({', '.join(types)})"
+    selects = {
+        "typed": f'SELECT {keys}, {features} FROM "{layout.events.name}" e',
+        "json": f"SELECT {keys}, e.features FROM {JSON_TABLE} e",
+        "json_sql": f"SELECT {keys}, {extract} FROM {source}",
+    }
+
+    def query(select: str, a: int, b: int) -> str:
+        return f"{select} WHERE e.version_id = {version_id} AND e.ts_us >= {a} AND e.ts_us < {b}"
+
+    return {name: partial(query, select) for name, select in selects.items()}
+
+
+Case = tuple[str, str, Callable[[], pl.DataFrame]]
+
+
+def cases(store: Store, model: ModelRecord, version_id: int, n: int) -> list[Case]:
+    start, end = START_US, START_US + n * 1000
+    q = queries(store, model, version_id)
+    read = readers(store)
+    adbc = read["ADBC"]
+
+    def whole(fn: Reader, layout: str) -> pl.DataFrame:
+        frame = fn(q[layout](start, end))
+        return decode_json(frame) if layout == "json" else frame
+
+    def halves(layout: str) -> pl.DataFrame:
+        frame = in_halves(adbc, q[layout], start, end)
+        return decode_json(frame) if layout == "json" else frame
+
+    production = "ADBC in 2 reader processes" if store.is_sqlite else "ADBC"
+
+    def window(with_labels: bool) -> pl.DataFrame:
+        return read_events(store, model, [version_id], start, end, with_labels=with_labels)
+
+    out: list[Case] = [("typed", name, partial(whole, fn, "typed")) for name, fn in read.items()]
+    out += [
+        ("typed", "ADBC, 2 connections (time halves)", partial(halves, "typed")),
+        ("typed", f"frames.read_events ({production}, conformed, sorted)", partial(window, False)),
+        ("typed", "frames.read_events, with_labels (half labelled)", partial(window, True)),
+    ]
+    out += [
+        ("json", f"{name} + json_decode", partial(whole, fn, "json")) for name, fn in read.items()
+    ]
+    out += [
+        ("json", "ADBC, 2 connections + json_decode", partial(halves, "json")),
+        ("json", "ADBC, extracted in SQL", partial(whole, adbc, "json_sql")),
+        ("json", "ADBC, 2 connections, extracted in SQL", partial(halves, "json_sql")),
+    ]
+    return out
+
+
+def measure(
+    kind: str, store: Store, n: int, repeat: int, only: Sequence[str]
+) -> list[list[object]]:
+    model, version_id = load(store, n)
+    mib = {k: f"{v / 2**20:,.0f} MiB" for k, v in sizes(store, model).items()}
+    read_events(store, model, [version_id], START_US, START_US + 1)  # starts SQLite readers
     rows: list[list[object]] = []
+    for layout, reader, fn in cases(store, model, version_id, n):
+        if only and not any(o in f"{layout} {reader}" for o in only):
+            continue
 
-    def row(layout_name: str, reader: str, seconds: float, frame: pl.DataFrame) -> None:
-        assert frame.height == n, (layout_name, reader, frame.height)
-        rows.append([kind, layout_name, reader, f"{seconds:.2f}", f"{n / seconds / 1000:,.0f}k"])
+        def isolated(fn: Callable[[], pl.DataFrame] = fn) -> pl.DataFrame:
+            # ADBC and connectorx bring their own SQLite: no sqlite3 connection of this
+            # process may have the database open meanwhile (see modelwatch.store.frames).
+            store.engine.dispose()
+            return fn()
+
+        load_before = wait_quiet(max_wait=30)
+        seconds, frame = best_of(repeat, isolated)
+        assert frame.height == n, (layout, reader, frame.height)
+        rate = f"{n / seconds / 1000:,.0f}k"
+        rows.append([kind, layout, reader, f"{seconds:.2f}", rate, f"{load_before:.0%}"])
         print(" | ".join(str(c) for c in rows[-1]), flush=True)
-
-    for name, read in readers(store).items():
-        seconds, frame = best_of(repeat, lambda read=read: read(typed_sql))
-        row("typed", name, seconds, frame)
-        seconds, frame = best_of(repeat, lambda read=read: decode_json(read(json_sql)))
-        row("json", f"{name} + json_decode", seconds, frame)
-    seconds, frame = best_of(
-        repeat, lambda: read_events(store, model, [version_id], START_US, end_us)
-    )
-    row("typed", "frames.read_events (ADBC, typed, sorted)", seconds, frame)
-    seconds, frame = best_of(
-        repeat,
-        lambda: read_events(store, model, [version_id], START_US, end_us, with_labels=True),
-    )
-    row("typed", "frames.read_events, with_labels (half labelled)", seconds, frame)
-    mib = {k: v / 2**20 for k, v in size.items()}
-    print(f"{kind} size: typed {mib[layout.events.name]:.0f} MiB, json {mib[JSON_TABLE]:.0f} MiB")
-    rows.append([kind, "size (table + indexes)", f"typed {mib[layout.events.name]:.0f} MiB", "",
-                 f"json {mib[JSON_TABLE]:.0f} MiB"])  # fmt: skip
+    rows.append([kind, "typed", "size: table + indexes", mib[model.layout.events.name], "", ""])
+    rows.append([kind, "json", "size: table + indexes", mib[JSON_TABLE], "", ""])
     return rows
 
 
@@ -219,7 +287,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of this many")
     parser.add_argument("--stores", default="sqlite,postgresql")
+    parser.add_argument("--only", default="", help="comma-separated parts of case names")
     args = parser.parse_args()
+    exit_cleanly_on_sigterm()
+    only = [o for o in args.only.split(",") if o]
     print(f"read-back of {args.events:,} events, best of {args.repeat}; {machine()}")
     rows: list[list[object]] = []
     for kind in args.stores.split(","):
@@ -227,11 +298,12 @@ def main() -> None:
         with context as url:
             store = open_store(url)
             try:
-                rows += measure(kind, store, args.events, args.repeat)
+                rows += measure(kind, store, args.events, args.repeat, only)
             finally:
                 store.dispose()
     print()
-    print(markdown_table(["store", "layout", "reader", "seconds", "events/s"], rows))
+    headers = ["store", "layout", "reader", "seconds", "events/s", "machine load before"]
+    print(markdown_table(headers, rows))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from modelwatch.domain import FeatureType, normalize_class
-from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.errors import FieldError, PayloadTooLargeError, ValidationFailed
 from modelwatch.store.layout import REQUEST_ID_MAX, ModelLayout
 from modelwatch.timeutil import now_us, parse_timestamp_us
 
@@ -80,12 +80,15 @@ def parse_envelope(
         errors.add((list_key,), "required, must be a list", items)
     elif not items:
         errors.add((list_key,), "must not be empty")
-    elif len(items) > max_items:
-        errors.add((list_key,), f"at most {max_items} items per request, got {len(items)}")
     unknown = set(payload) - set(keys) - {list_key}
     for key in sorted(unknown):
         errors.add((key,), "unknown field")
     errors.raise_if_any()
+    assert isinstance(items, list)
+    if len(items) > max_items:  # a size problem: 413 tells clients to split the batch
+        raise PayloadTooLargeError(
+            f"{list_key}: at most {max_items} items per request, got {len(items)}"
+        )
     return payload, items  # type: ignore[return-value]
 
 

@@ -255,3 +255,11 @@ def test_refused_batches_are_recorded_for_data_quality(churn: TestClient, store:
     assert [(r[0], r[1], r[2]) for r in rows] == [("predictions", 6, 1), ("labels", 1, 1)]
     assert rows[0][3].startswith("events[5].prediction")
     assert _counts(churn)["v1"]["events"]["count"] == 0
+
+
+def test_too_many_items_is_413_so_clients_split(churn: TestClient) -> None:
+    churn.app.state.ingestor.max_batch = 10  # type: ignore[attr-defined]
+    r = _post(churn, [churn_event(i) for i in range(11)])
+    assert r.status_code == 413
+    assert "at most 10 items per request, got 11" in r.json()["detail"]
+    assert _post(churn, [churn_event(i) for i in range(10)]).json()["accepted"] == 10

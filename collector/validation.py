@@ -89,7 +89,7 @@ def parse_envelope(
         raise PayloadTooLargeError(
             f"{list_key}: at most {max_items} items per request, got {len(items)}"
         )
-    return payload, items  # type: ignore[return-value]
+    return payload, items
 
 
 # --- value checks ------------------------------------------------------------

@@ -135,10 +135,12 @@ class Ingestor:
         version = self.registry.get_version(model, body["version"])
         with self._recording_rejections(model.id, version.id, "usage", len(samples)):
             batch = validate_usage(version.id, samples)
-        columns = ["version_id", "ts_us", "received_us", *USAGE_FIELDS, "extra"]
+        columns = ["version_id", "ts_us", "received_us", *USAGE_FIELDS, "extra", "sample_id"]
         with self.store.write() as conn:
-            inserted = insert_rows(conn, t.usage_samples, columns, batch.rows)
-        return IngestResult(len(samples), inserted)
+            inserted = insert_rows(
+                conn, t.usage_samples, columns, batch.rows, ignore_conflicts=True
+            )
+        return IngestResult(len(samples), inserted, len(samples) - inserted)
 
 
 def _existing_labels(conn: Any, table: Any, request_ids: list[str]) -> dict[str, tuple[Any, int]]:

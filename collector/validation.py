@@ -407,7 +407,9 @@ class UsageRows:
 
 
 def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
-    """Rows of (version_id, ts_us, received_us, *USAGE_FIELDS, extra_json)."""
+    """Rows of (version_id, ts_us, received_us, *USAGE_FIELDS, extra_json, sample_id).
+
+    ``sample_id`` is optional; a sample resent with the same id is a duplicate."""
     errors = _Errors()
     received = now_us()
     out = UsageRows()
@@ -427,8 +429,15 @@ def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
             )
         values: list[float | None] = []
         extra: dict[str, float] = {}
+        sample_id = item.get("sample_id")
+        if sample_id is not None and _request_id(sample_id) is None:
+            errors.add(
+                (*loc, "sample_id"),
+                f"a non-empty string of at most {REQUEST_ID_MAX} characters",
+                sample_id,
+            )
         for key, v in item.items():
-            if key == "timestamp":
+            if key in ("timestamp", "sample_id"):
                 continue
             try:
                 num = _float(v)
@@ -446,8 +455,8 @@ def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
             )
         if not errors.items:
             floats = [None if v is None else float(v) for v in values]
-            out.rows.append(
-                (version_id, ts, received, *floats, orjson.dumps(extra).decode() if extra else None)
-            )
+            extra_json = orjson.dumps(extra).decode() if extra else None
+            rid = None if sample_id is None else _request_id(sample_id)
+            out.rows.append((version_id, ts, received, *floats, extra_json, rid))
     errors.raise_if_any()
     return out

@@ -12,6 +12,7 @@ import decimal
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
@@ -181,6 +182,8 @@ class Client:
             sample.update((k, v) for k, v in values.items() if v is not None)
             if len(sample) == 1:
                 raise ValueError("a usage sample needs at least one measurement")
+            # An id of its own makes a resent batch idempotent, as request ids do.
+            sample["sample_id"] = uuid.uuid4().hex
         except Exception as exc:
             return self._invalid("usage sample", exc)
         return self._add(("/v1/resource-usage", model, version), sample)

@@ -98,7 +98,10 @@ usage_samples = Table(
     Column("gpu_seconds", Float, nullable=True),
     Column("cost", Float, nullable=True),
     Column("extra", Text, nullable=True),
+    Column("sample_id", String(128), nullable=True),
     Index("ix_usage_samples_version_ts", "version_id", "ts_us"),
+    # A resent sample (same id) is a duplicate; samples without an id are all kept.
+    Index("uq_usage_samples_sample", "version_id", "sample_id", unique=True),
 )
 
 api_keys = Table(

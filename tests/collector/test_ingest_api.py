@@ -263,3 +263,23 @@ def test_too_many_items_is_413_so_clients_split(churn: TestClient) -> None:
     assert r.status_code == 413
     assert "at most 10 items per request, got 11" in r.json()["detail"]
     assert _post(churn, [churn_event(i) for i in range(10)]).json()["accepted"] == 10
+
+
+def test_usage_samples_with_ids_are_idempotent(churn: TestClient) -> None:
+    samples = [
+        {"timestamp": 1763632800 + i, "latency_ms": 9.0, "sample_id": f"s{i}"} for i in range(3)
+    ]
+    body = {"model": "churn", "version": "v1", "samples": samples}
+    assert churn.post("/v1/resource-usage", json=body).json()["accepted"] == 3
+    again = churn.post("/v1/resource-usage", json=body).json()
+    assert again == {"received": 3, "accepted": 0, "duplicates": 3, "updated": 0}
+    anonymous = {"model": "churn", "version": "v1", "samples": [{"timestamp": 1, "cost": 0.1}] * 2}
+    assert churn.post("/v1/resource-usage", json=anonymous).json()["accepted"] == 2
+    assert _counts(churn)["v1"]["usage"]["count"] == 5
+    bad = {
+        "model": "churn",
+        "version": "v1",
+        "samples": [{"timestamp": 1, "cost": 1, "sample_id": ""}],
+    }
+    r = churn.post("/v1/resource-usage", json=bad)
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["samples", 0, "sample_id"]

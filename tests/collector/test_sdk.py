@@ -182,7 +182,10 @@ def test_payloads_are_exactly_what_the_server_expects(server: Server) -> None:
         "model": "churn",
         "labels": [{"request_id": "r1", "label": 0, "timestamp": "2026-11-21T08:30:00Z"}],
     }
-    assert by_path[("/base/v1/resource-usage", "churn")][0] == {
+    usage = by_path[("/base/v1/resource-usage", "churn")][0]
+    sample_id = usage["samples"][0].pop("sample_id")
+    assert len(sample_id) == 32 and int(sample_id, 16) >= 0  # makes a resent sample idempotent
+    assert usage == {
         "model": "churn",
         "version": "v1",
         "samples": [
@@ -518,7 +521,7 @@ def test_measure_logs_latency_and_cpu_even_when_the_call_raises(
     assert samples[0]["latency_ms"] >= 20 and samples[0]["cpu_seconds"] >= 0
     assert samples[0]["cost"] == 0.5 and samples[0]["tokens"] == 3
     assert m.latency_ms == samples[0]["latency_ms"]
-    assert {"timestamp", "latency_ms", "cpu_seconds"} == set(samples[1])
+    assert {"timestamp", "latency_ms", "cpu_seconds", "sample_id"} == set(samples[1])
 
 
 def test_measured_decorates_sync_and_async_functions(

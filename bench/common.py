@@ -34,7 +34,9 @@ START_US = 1_790_000_000_000_000  # 2026-09-21T14:13:20Z
 PG_ADMIN_URL = os.environ.get(
     "MODELWATCH_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-PG_BENCH_DB = os.environ.get("MODELWATCH_BENCH_PG_DB", "mw_bench")  # created and dropped
+# Created and dropped by each run; one name per process, so that concurrent runs
+# (two people on one server) never drop each other's database.
+PG_BENCH_DB = os.environ.get("MODELWATCH_BENCH_PG_DB", f"mw_bench_{os.getpid()}")
 
 NUMERIC = [f"num_{i}" for i in range(N_NUMERIC)]
 CATEGORICAL = [f"cat_{i}" for i in range(N_CATEGORICAL)]
@@ -122,7 +124,6 @@ def sqlite_url() -> Iterator[str]:
 def pg_url(name: str = PG_BENCH_DB) -> Iterator[str]:
     """A fresh database on the benchmark server, dropped afterwards."""
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     try:

@@ -40,7 +40,6 @@ from bench.common import (
     machine,
     make_model,
     markdown_table,
-    open_store,
     pg_url,
     sqlite_url,
     storage_rows,
@@ -127,18 +126,34 @@ def service(url: str, args: argparse.Namespace) -> Iterator[tuple[str, int]]:
 
 
 def client(base: str, token: str, bodies: list[bytes], start: Any, out: Any) -> None:
+    """Post ``bodies`` one after another; puts (accepted, CPU seconds) or an error text."""
     headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
     accepted = 0
-    with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
-        start.wait()
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        for body in bodies:
-            r = http.post("/v1/predictions", content=body)
-            r.raise_for_status()
-            accepted += r.json()["accepted"]
-        after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    out.put((accepted, cpu))
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
+            start.wait()
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            for body in bodies:
+                r = http.post("/v1/predictions", content=body)
+                if r.status_code != 200:
+                    raise RuntimeError(f"HTTP {r.status_code}: {r.text[:500]}")
+                accepted += r.json()["accepted"]
+            after = resource.getrusage(resource.RUSAGE_SELF)
+    except Exception as exc:
+        out.put(f"client failed: {exc!r}")
+        return
+    out.put((accepted, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
+
+
+def collect(out: Any, count: int) -> list[tuple[int, float]]:
+    """The clients' results; a failed client stops the benchmark with its error."""
+    results = []
+    for _ in range(count):
+        result = out.get(timeout=600)
+        if isinstance(result, str):
+            raise RuntimeError(result)
+        results.append(result)
+    return results
 
 
 def postgres_cpu(url: str) -> float:
@@ -173,7 +188,7 @@ def end_to_end(url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[
         procs[0].start()
         start.set()
         procs[0].join()
-        out.get()
+        collect(out, 1)
         start.clear()
         for p in procs[1:]:
             p.start()
@@ -183,7 +198,7 @@ def end_to_end(url: str, bodies: list[bytes], args: argparse.Namespace) -> dict[
         busy_before = cpu_busy_seconds()
         t0 = time.perf_counter()
         start.set()
-        results = [out.get() for _ in procs[1:]]
+        results = collect(out, len(procs) - 1)
         wall = time.perf_counter() - t0
         busy = cpu_busy_seconds() - busy_before
         server_cpu = tree_cpu_seconds(pid) - server_before
@@ -237,7 +252,11 @@ def raw_limit(store: Store, n: int) -> float:
 def one_round(kind: str, n: int, bodies: list[bytes], args: argparse.Namespace) -> list[float]:
     """A fresh store: the service end to end, then the raw limit; the figures of the row."""
     with sqlite_url() if kind == "sqlite" else pg_url() as url:
-        store = open_store(url)
+        # The catalog as the service's tree migrates it (--root may be another tree).
+        env = dict(os.environ, MODELWATCH_DATABASE_URL=url, MODELWATCH_LOG_LEVEL="WARNING")
+        upgrade = [sys.executable, "-m", "modelwatch.cli", "db", "upgrade"]
+        subprocess.run(upgrade, cwd=args.root, env=env, check=True, stdout=subprocess.DEVNULL)
+        store = Store(url)
         make_model(store)
         store.dispose()
         wait_quiet()

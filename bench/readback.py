@@ -2,10 +2,16 @@
 
 Layouts: ``typed`` is modelwatch's per-model table (one column per feature);
 ``json`` is the alternative of one JSON text column holding the features,
-built here only. Readers: ADBC, connectorx (one connection, and split in two
-partitions on ``id`` for the two cores), and ``pl.read_database`` over a
-SQLAlchemy connection. A JSON read includes decoding the features into typed
-columns with polars, so both layouts end as the same frame.
+built here only. Readers: ADBC (one connection, and two for the two halves of
+the window), connectorx (one connection, and two partitions on ``id``),
+``pl.read_database`` over a SQLAlchemy connection, and
+``modelwatch.store.frames.read_events`` itself. A JSON read includes decoding the
+features into typed columns (polars ``json_decode``, or in SQL), so every row
+ends as the same frame.
+
+ADBC and connectorx bundle their own SQLite; here they read SQLite in this
+process only while it holds no sqlite3 connection (see modelwatch.store.frames
+for why the service reads through reader processes instead).
 
     .venv/bin/python -m bench.readback [--events 1000000] [--repeat 3] [--stores sqlite,postgresql]
 """
@@ -140,6 +146,8 @@ def readers(store: Store) -> dict[str, Reader]:
 
         def adbc(sql: str) -> pl.DataFrame:
             with adbc_sqlite.connect(path) as conn, conn.cursor() as cur:
+                cur.execute("PRAGMA busy_timeout = 30000")
+                cur.fetchall()
                 cur.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": "1000000000"})
                 cur.execute(sql)
                 return arrow_frame(cur.fetch_arrow_table())
@@ -232,7 +240,7 @@ def cases(store: Store, model: ModelRecord, version_id: int, n: int) -> list[Cas
         frame = in_halves(adbc, q[layout], start, end)
         return decode_json(frame) if layout == "json" else frame
 
-    production = "ADBC in 2 reader processes" if store.is_sqlite else "ADBC"
+    production = "ADBC in 2 reader processes" if store.is_sqlite else "ADBC, 2 connections"
 
     def window(with_labels: bool) -> pl.DataFrame:
         return read_events(store, model, [version_id], start, end, with_labels=with_labels)
@@ -259,7 +267,7 @@ def measure(
 ) -> list[list[object]]:
     model, version_id = load(store, n)
     mib = {k: f"{v / 2**20:,.0f} MiB" for k, v in sizes(store, model).items()}
-    read_events(store, model, [version_id], START_US, START_US + 1)  # starts SQLite readers
+    read_events(store, model, [version_id], START_US, START_US + 2)  # starts both SQLite readers
     rows: list[list[object]] = []
     for layout, reader, fn in cases(store, model, version_id, n):
         if only and not any(o in f"{layout} {reader}" for o in only):

@@ -176,9 +176,9 @@ def list_silences(request: Request, _: Principal = Requires(Scope.READ)) -> dict
 
 @router.delete("/silences/{silence_id}")
 def delete_silence(
-    silence_id: int, request: Request, _: Principal = Requires(Scope.ADMIN)
+    silence_id: int, request: Request, who: Principal = Requires(Scope.ADMIN)
 ) -> dict[str, Any]:
-    silence = _alerting(request).alerts.expire_silence(silence_id)
+    silence = _alerting(request).alerts.expire_silence(silence_id, who.name)
     return _silence_json(silence, datetime.now(UTC))
 
 

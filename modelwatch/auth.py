@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from modelwatch.domain import Scope
 from modelwatch.errors import AuthError, ConflictError, NotFoundError
+from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import utcnow
@@ -58,7 +59,7 @@ class KeyStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def create(self, name: str, scope: Scope) -> str:
+    def create(self, name: str, scope: Scope, actor: str = audit.SYSTEM) -> str:
         """Store a new key and return its token; the token is shown once and never stored."""
         prefix = secrets.token_hex(4)
         secret = secrets.token_urlsafe(32)
@@ -74,6 +75,8 @@ class KeyStore:
                     created_at=utcnow(),
                 )
             )
+            details = {"scope": scope.value, "prefix": prefix}
+            audit.record(conn, actor, "api_key.created", subject=name, details=details)
         return f"{_TOKEN_PREFIX}{prefix}_{secret}"
 
     def list(self) -> list[ApiKey]:
@@ -81,13 +84,15 @@ class KeyStore:
             rows = conn.execute(select(t.api_keys).order_by(t.api_keys.c.id)).all()
         return [ApiKey(r.name, Scope(r.scope), r.prefix, r.created_at, r.revoked_at) for r in rows]
 
-    def revoke(self, name: str) -> None:
+    def revoke(self, name: str, actor: str = audit.SYSTEM) -> None:
         with self.store.write() as conn:
             done = conn.execute(
                 update(t.api_keys)
                 .where(t.api_keys.c.name == name, t.api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+            if done.rowcount:
+                audit.record(conn, actor, "api_key.revoked", subject=name)
         if done.rowcount == 0:
             raise NotFoundError(f"no active API key named {name!r}")
 

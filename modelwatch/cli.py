@@ -237,7 +237,7 @@ def keys_create(ctx: click.Context, name: str, scope: str) -> None:
     store = _store(ctx.parent)  # type: ignore[arg-type]
     upgrade(store)
     try:
-        token = KeyStore(store).create(name, Scope(scope))
+        token = KeyStore(store).create(name, Scope(scope), actor="cli")
     except ModelwatchError as exc:
         _fail(str(exc))
     click.echo(token)
@@ -263,7 +263,7 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
     from modelwatch.auth import KeyStore
 
     try:
-        KeyStore(_store(ctx.parent)).revoke(name)  # type: ignore[arg-type]
+        KeyStore(_store(ctx.parent)).revoke(name, actor="cli")  # type: ignore[arg-type]
     except ModelwatchError as exc:
         _fail(str(exc))
     click.echo(f"revoked {name!r}")

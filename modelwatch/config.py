@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
 from modelwatch.monitors import MonitorSpec
+from modelwatch.pipelines import PipelineSpec
 from modelwatch.policies import (
     DEFAULT_INHIBIT,
     DEFAULT_ROUTE,
@@ -45,6 +46,7 @@ class Config(BaseModel):
     route: RouteSpec = DEFAULT_ROUTE
     inhibit_rules: list[InhibitRule] = Field(default_factory=lambda: list(DEFAULT_INHIBIT))
     external_url: str = Field("http://127.0.0.1:8000", description="links in notifications")
+    pipelines: list[PipelineSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -57,11 +59,27 @@ class Config(BaseModel):
                 raise ValueError(
                     f"{path}.receiver: no receiver named {receiver!r} (known: {names})"
                 )
+        self._check_pipelines()
         policy_names = [p.name for p in self.policies]
         dupes = sorted({n for n in policy_names if policy_names.count(n) > 1})
         if dupes:
             raise ValueError(f"policies: duplicate names {dupes}")
         return self
+
+    def _check_pipelines(self) -> None:
+        names = [p.name for p in self.pipelines]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"pipelines: duplicate names {dupes}")
+        for i, policy in enumerate(self.policies):
+            for j, action in enumerate(policy.actions):
+                wanted = (action.retrain.pipeline if action.retrain else None) or (
+                    action.promote.deploy if action.promote else None
+                )
+                if wanted is not None and wanted not in names:
+                    raise ValueError(
+                        f"policies[{i}].actions[{j}]: no pipeline named {wanted!r} (known: {names})"
+                    )
 
 
 def _route_receivers(route: RouteSpec, path: str) -> list[tuple[str, str | None]]:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from modelwatch.domain import NAME_PATTERN
 from modelwatch.durations import Duration
+from modelwatch.pipelines import Action
 
 __all__ = [
     "Condition",
@@ -146,8 +147,8 @@ def _matchers(value: Any) -> Any:
     return value
 
 
-def _notify() -> list[str | dict[str, Any]]:
-    return ["notify"]
+def _notify() -> list[Action]:
+    return [Action(notify=True)]
 
 
 class PolicySpec(_Strict):
@@ -161,7 +162,7 @@ class PolicySpec(_Strict):
     severity: Severity = Severity.WARNING
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    actions: list[str | dict[str, Any]] = Field(default_factory=lambda: _notify())
+    actions: list[Action] = Field(default_factory=_notify, min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

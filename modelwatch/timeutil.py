@@ -5,10 +5,14 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-__all__ = ["now_us", "parse_timestamp_us", "us_to_datetime"]
+__all__ = ["now_us", "parse_timestamp_us", "us_to_datetime", "utcnow"]
 
 _MIN_US = 0
 _MAX_US = 253402300799_000000  # 9999-12-31T23:59:59Z
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def now_us() -> int:

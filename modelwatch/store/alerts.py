@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.policies import Matcher, PolicySpec
+from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import utcnow
@@ -169,6 +170,17 @@ class AlertStore:
         else:
             conn.execute(update(t.alerts).where(t.alerts.c.id == old.id).values(**values))
             alert_id, from_state = old.id, old.state
+        if from_state != new["state"] and new["state"] in (FIRING, RESOLVED):
+            audit.record(
+                conn,
+                audit.SYSTEM,
+                f"alert.{new['state']}",
+                model=new["model"],
+                version=new["labels"].get("version"),
+                subject=new["policy"],
+                details={"alert_id": alert_id, "labels": new["labels"], "cause": cause},
+                at=now,
+            )
         if from_state != new["state"]:
             conn.execute(
                 t.alert_transitions.insert().values(
@@ -206,6 +218,18 @@ class AlertStore:
                     created_at=utcnow(),
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
+            audit.record(
+                conn,
+                author,
+                "silence.created",
+                subject=str(silence_id),
+                details={
+                    "matchers": [f"{m.name}{m.op}{m.value}" for m in matchers],
+                    "starts_at": starts_at,
+                    "ends_at": ends_at,
+                    "comment": comment,
+                },
+            )
         return self.get_silence(int(silence_id))
 
     def get_silence(self, silence_id: int) -> SilenceRecord:
@@ -215,7 +239,7 @@ class AlertStore:
             raise NotFoundError(f"no silence with id {silence_id}")
         return _silence(row)
 
-    def expire_silence(self, silence_id: int) -> SilenceRecord:
+    def expire_silence(self, silence_id: int, actor: str = audit.SYSTEM) -> SilenceRecord:
         silence = self.get_silence(silence_id)
         if silence.expired_at is None:
             with self.store.write() as conn:
@@ -224,6 +248,7 @@ class AlertStore:
                     .where(t.silences.c.id == silence_id)
                     .values(expired_at=utcnow())
                 )
+                audit.record(conn, actor, "silence.expired", subject=str(silence_id))
         return self.get_silence(silence_id)
 
     def silences(self, active_at: datetime | None = None) -> list[SilenceRecord]:
@@ -292,6 +317,14 @@ class AlertStore:
                     updated_at=utcnow(),
                     updated_by=actor,
                 )
+            )
+            audit.record(
+                conn,
+                actor,
+                "policy.created",
+                model=None if spec.model == "*" else spec.model,
+                subject=spec.name,
+                details=spec.model_dump(mode="json", by_alias=True),
             )
 
     def policies(self) -> list[PolicySpec]:

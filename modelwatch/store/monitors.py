@@ -7,10 +7,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.monitors import MonitorSpec
+from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry, utcnow
@@ -41,6 +42,11 @@ def _dump(spec: MonitorSpec) -> str:
     return orjson.dumps(spec.model_dump(mode="json")).decode()
 
 
+def _audit(conn: Connection, actor: str, action: str, spec: MonitorSpec) -> None:
+    details = spec.model_dump(mode="json", by_alias=True)
+    audit.record(conn, actor, action, model=spec.model, subject=spec.name, details=details)
+
+
 class MonitorStore:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
@@ -63,6 +69,7 @@ class MonitorStore:
                     updated_by=actor,
                 )
             )
+            _audit(conn, actor, "monitor.created", spec)
         return self.get_by_name(spec.name)
 
     def upsert(self, spec: MonitorSpec, actor: str, source: str) -> MonitorRecord:
@@ -86,6 +93,7 @@ class MonitorStore:
                     updated_by=actor,
                 )
             )
+            _audit(conn, actor, "monitor.updated", spec)
         return self.get(existing.id)
 
     def get(self, monitor_id: int) -> MonitorRecord:

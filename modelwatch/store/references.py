@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import func, select
 
+from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
@@ -58,6 +59,14 @@ class ReferenceStore:
             )
             for rows in _chunks(frame, dataset_id):
                 insert_rows(conn, layout.reference, columns, rows)
+            audit.record(
+                conn,
+                actor,
+                "reference.uploaded",
+                model=model.name,
+                version=version.version,
+                details={"rows": frame.height, "format": fmt, "sha256": digest},
+            )
         return StoredReference(dataset_id, frame.height, digest)
 
     def latest_by_version(self, model: ModelRecord) -> dict[int, dict[str, Any]]:

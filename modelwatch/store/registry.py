@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -14,15 +14,13 @@ from sqlalchemy.exc import IntegrityError
 
 from modelwatch.domain import Alias, ModelSpec
 from modelwatch.errors import ConflictError, NotFoundError
+from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.layout import ModelLayout
+from modelwatch.timeutil import utcnow
 
-__all__ = ["ModelRecord", "Registry", "VersionRecord"]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["ModelRecord", "Registry", "VersionRecord", "utcnow"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +87,14 @@ class Registry:
             layout = ModelLayout(int(model_id), spec)
             for table in layout.tables:
                 table.create(conn)
+            audit.record(
+                conn,
+                actor,
+                "model.registered",
+                model=spec.name,
+                details={"task": spec.task.value, "features": len(spec.features)},
+                at=now,
+            )
         return ModelRecord(int(model_id), spec.name, spec, now, actor)
 
     def ensure_model(self, spec: ModelSpec, actor: str) -> ModelRecord:
@@ -147,8 +153,17 @@ class Registry:
                         created_by=actor,
                     )
                 ).inserted_primary_key[0]  # type: ignore[index]
+                audit.record(
+                    conn,
+                    actor,
+                    "version.registered",
+                    model=model.name,
+                    version=version,
+                    details={"alias": alias.value if alias else None, "description": description},
+                    at=now,
+                )
                 if alias is not None:
-                    self._move_alias(conn, model.id, alias, int(version_id), actor, now)
+                    self._move_alias(conn, model, alias, int(version_id), actor, now)
         except IntegrityError as exc:
             raise ConflictError(f"model {model.name!r} already has version {version!r}") from exc
         return self.get_version(model, version)
@@ -187,24 +202,26 @@ class Registry:
     ) -> VersionRecord:
         target = self.get_version(model, version)
         with self.store.write() as conn:
-            self._move_alias(conn, model.id, alias, target.id, actor, utcnow())
-        return target
+            self._move_alias(conn, model, alias, target.id, actor, utcnow())
+        return self.get_version(model, version)
 
     def _move_alias(
         self,
         conn: Connection,
-        model_id: int,
+        model: ModelRecord,
         alias: Alias,
         version_id: int,
         actor: str,
         now: datetime,
     ) -> None:
         mv = t.model_versions
+        model_id = model.id
         holder = conn.execute(
             select(mv.c.id).where(mv.c.model_id == model_id, mv.c.alias == alias.value)
         ).scalar_one_or_none()
         if holder == version_id:
             return
+        self._forget_versions(model_id)
         if holder is not None:
             conn.execute(update(mv).where(mv.c.id == holder).values(alias=None))
         conn.execute(update(mv).where(mv.c.id == version_id).values(alias=alias.value))
@@ -218,6 +235,26 @@ class Registry:
                 changed_by=actor,
             )
         )
+        rows = conn.execute(
+            select(mv.c.id, mv.c.version).where(mv.c.id.in_([version_id, holder or -1]))
+        )
+        names: dict[int, str] = {int(r.id): str(r.version) for r in rows}
+        audit.record(
+            conn,
+            actor,
+            "alias.moved",
+            model=model.name,
+            version=names[version_id],
+            subject=alias.value,
+            details={"alias": alias.value, "from_version": names.get(holder or -1)},
+            at=now,
+        )
+
+    def _forget_versions(self, model_id: int) -> None:
+        """Drop cached versions of a model whose aliases change (their records hold the alias)."""
+        with self._lock:
+            for key in [k for k in self._versions if k[0] == model_id]:
+                del self._versions[key]
 
     def alias_history(self, model: ModelRecord) -> list[dict[str, object]]:
         ac, mv = t.alias_changes, t.model_versions

@@ -21,10 +21,15 @@ from modelwatch.store.types import UTCDateTime
 __all__ = [
     "alias_changes",
     "api_keys",
+    "approvals",
+    "audit_log",
     "metadata",
     "model_versions",
     "models",
+    "pipeline_endpoints",
     "reference_datasets",
+    "retrain_cooldowns",
+    "retrain_requests",
     "usage_samples",
 ]
 
@@ -322,4 +327,89 @@ delivery_attempts = Table(
     Column("retry_after", Float, nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_delivery_attempts_delivery", "delivery_id", "attempt"),
+)
+
+# Append-only record of every change of state: who (API key name or "system"), when, what.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", _BIGPK, primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("model", String(128), nullable=True),
+    Column("version", String(128), nullable=True),
+    Column("subject", String(256), nullable=True),
+    Column("details", Text, nullable=False),
+    Index("ix_audit_log_model", "model", "id"),
+    Index("ix_audit_log_action", "action", "id"),
+    Index("ix_audit_log_at", "at"),
+)
+
+# State of each configured retrain/deploy pipeline endpoint (the spec is in the config).
+pipeline_endpoints = Table(
+    "pipeline_endpoints",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("disabled_at", UTCDateTime(), nullable=True),
+    Column("disabled_reason", Text, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Per (model, policy): when a retrain was last requested; the row is locked while a
+# new request is decided, so concurrent workers cannot both pass the cooldown.
+retrain_cooldowns = Table(
+    "retrain_cooldowns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("policy", String(128), nullable=False),
+    Column("last_requested_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("model_id", "policy", name="uq_retrain_cooldowns_key"),
+)
+
+# One row per alert episode that asked for a retrain (trigger_key is unique), including
+# those suppressed by the cooldown or a retrain already in flight.
+retrain_requests = Table(
+    "retrain_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("uid", String(64), nullable=False, unique=True),
+    Column("trigger_key", String(256), nullable=False, unique=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=True),
+    Column("policy", String(128), nullable=False),
+    Column("pipeline", String(128), nullable=False),
+    Column("alert_id", Integer, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("window_start_us", BigInteger, nullable=True),
+    Column("window_end_us", BigInteger, nullable=True),
+    Column("progress", Float, nullable=True),
+    Column("new_version_id", Integer, nullable=True),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    Index("ix_retrain_requests_model", "model_id", "status", "requested_at"),
+)
+
+# Promotions waiting for (or decided by) a human; pending_key is set only while pending,
+# so one candidate version has at most one pending approval.
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("policy", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("pending_key", String(64), nullable=True, unique=True),
+    Column("details", Text, nullable=False),
+    Column("requested_at", UTCDateTime(), nullable=False),
+    Column("decided_at", UTCDateTime(), nullable=True),
+    Column("decided_by", String(128), nullable=True),
+    Column("comment", Text, nullable=False),
+    Index("ix_approvals_model", "model_id", "id"),
 )

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
-__all__ = ["now_us", "parse_timestamp_us", "us_to_datetime", "utcnow"]
+__all__ = [
+    "now_us",
+    "parse_retry_after",
+    "parse_timestamp_us",
+    "rfc3339",
+    "us_to_datetime",
+    "utcnow",
+]
 
 _MIN_US = 0
 _MAX_US = 253402300799_000000  # 9999-12-31T23:59:59Z
@@ -47,3 +56,33 @@ def us_to_datetime(us: int | None) -> datetime | None:
     if us is None:
         return None
     return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC RFC 3339 with a ``Z`` suffix; naive datetimes are taken as UTC."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (delta seconds or an HTTP date).
+
+    None when absent or unparseable; dates in the past give 0.
+    """
+    if not value or not value.strip():
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return _seconds_until(value, now)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _seconds_until(http_date: str, now: datetime | None) -> float | None:
+    try:
+        when = parsedate_to_datetime(http_date.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

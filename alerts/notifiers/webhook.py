@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from alerts.notifiers.base import Alert, DeliveryOutcome, Notification, Notifier
+from modelwatch.timeutil import parse_retry_after, rfc3339
 
 __all__ = ["ZERO_TIME", "WebhookNotifier", "alertmanager_payload", "parse_retry_after", "rfc3339"]
 
@@ -31,36 +29,6 @@ ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: Alertmanager's endsAt for 
 USER_AGENT = "modelwatch-webhook/1"
 _RETRY_STATUSES = frozenset({408, 429})
 _SNIPPET = 200
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC RFC 3339 with a ``Z`` suffix; naive datetimes are taken as UTC."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta seconds or an HTTP date).
-
-    None when absent or unparseable; dates in the past give 0.
-    """
-    if not value or not value.strip():
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return _seconds_until(value, now)
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def _seconds_until(http_date: str, now: datetime | None) -> float | None:
-    try:
-        when = parsedate_to_datetime(http_date.strip())
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _alert_payload(alert: Alert) -> dict[str, Any]:

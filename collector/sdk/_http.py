@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import orjson
+
+from modelwatch.timeutil import parse_retry_after
 
 __all__ = [
     "LIST_KEYS",
@@ -95,26 +95,6 @@ class Throttle:
         quiet = self._quiet.pop(key, 0)
         suffix = f" ({quiet} more like this since the last warning)" if quiet else ""
         logger.warning("modelwatch: " + message + suffix, *args)
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
 
 
 def _error_text(response: httpx.Response) -> str:

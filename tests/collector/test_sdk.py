@@ -556,7 +556,7 @@ def test_measured_decorates_sync_and_async_functions(
 def test_parse_retry_after() -> None:
     assert parse_retry_after("2") == 2.0
     assert parse_retry_after("0.25") == 0.25
-    assert parse_retry_after("-3") == 0.0
+    assert parse_retry_after("-3") is None  # not a valid delay: the client uses its own backoff
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)

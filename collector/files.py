@@ -19,12 +19,14 @@ import pyarrow.parquet as pq
 from modelwatch.domain import FeatureType, normalize_class
 from modelwatch.errors import FieldError, ValidationFailed
 from modelwatch.store.layout import ColumnKind, ModelLayout
+from modelwatch.store.registry import ModelRecord
 
 __all__ = [
     "detect_format",
     "event_payloads",
     "iter_batches",
     "label_payloads",
+    "parse_reference",
     "reference_frame",
     "usage_payloads",
 ]
@@ -187,6 +189,15 @@ def reference_frame(layout: ModelLayout, frame: pl.DataFrame) -> tuple[pl.DataFr
     known = {c.source for c in layout.reference_value_columns}
     ignored = [c for c in frame.columns if c not in known]
     return pl.DataFrame(out), ignored
+
+
+def parse_reference(
+    model: ModelRecord, data: bytes, hint: str | None = None
+) -> tuple[pl.DataFrame, str]:
+    """Raw CSV/Parquet bytes to a validated frame in the model's reference layout."""
+    fmt = detect_format(data[:4], hint)
+    coerced, _ = reference_frame(model.layout, read_bytes(data, fmt))
+    return coerced, fmt
 
 
 def _dtype(kind: ColumnKind) -> type[pl.DataType]:

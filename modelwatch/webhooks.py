@@ -56,6 +56,7 @@ def generate_secret() -> str:
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_<base64>`` secret; ValueError when malformed."""
     body = secret.removeprefix(_PREFIX)
+    body += "=" * (-len(body) % 4)  # other libraries make unpadded secrets
     try:
         key = base64.b64decode(body, validate=True)
     except (binascii.Error, ValueError):

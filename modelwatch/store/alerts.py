@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.policies import Matcher, PolicySpec
@@ -266,15 +267,17 @@ class AlertStore:
                 select(g).where(g.c.receiver == receiver, g.c.group_key == key)
             ).first()
             if row is None:
+                # Another worker may make the same group at the same moment: keep theirs.
+                insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(g)
                 conn.execute(
-                    g.insert().values(
+                    insert.values(
                         receiver=receiver,
                         group_key=key,
                         labels=_json(labels),
                         first_seen_at=now or utcnow(),
                         notified_state="{}",
                         thread="{}",
-                    )
+                    ).on_conflict_do_nothing()
                 )
                 row = conn.execute(
                     select(g).where(g.c.receiver == receiver, g.c.group_key == key)

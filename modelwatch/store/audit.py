@@ -109,7 +109,9 @@ class AuditLog:
         if action:
             prefix = action.rstrip("*")
             exact = prefix == action and not action.endswith(".")
-            query = query.where(a.c.action == action if exact else a.c.action.startswith(prefix))
+            query = query.where(
+                a.c.action == action if exact else a.c.action.startswith(prefix, autoescape=True)
+            )
         for column, value in ((a.c.model, model), (a.c.version, version), (a.c.actor, actor)):
             if value is not None:
                 query = query.where(column == value)

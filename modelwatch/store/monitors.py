@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, select, update
+from sqlalchemy.exc import IntegrityError
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.monitors import MonitorSpec
@@ -53,6 +54,19 @@ class MonitorStore:
         self.registry = registry
 
     def create(self, spec: MonitorSpec, actor: str, source: str = "api") -> MonitorRecord:
+        try:
+            return self._create(spec, actor, source)
+        except IntegrityError as exc:  # another process made it at the same moment
+            raise ConflictError(f"a monitor named {spec.name!r} already exists") from exc
+
+    def upsert(self, spec: MonitorSpec, actor: str, source: str) -> MonitorRecord:
+        """Create or replace (config-declared monitors are re-applied at every start)."""
+        try:
+            return self._upsert(spec, actor, source)
+        except ConflictError:  # lost a race to create it: apply over the winner's
+            return self._upsert(spec, actor, source)
+
+    def _create(self, spec: MonitorSpec, actor: str, source: str) -> MonitorRecord:
         model = self.registry.get_model(spec.model)
         now = utcnow()
         with self.store.write() as conn:
@@ -72,8 +86,7 @@ class MonitorStore:
             _audit(conn, actor, "monitor.created", spec)
         return self.get_by_name(spec.name)
 
-    def upsert(self, spec: MonitorSpec, actor: str, source: str) -> MonitorRecord:
-        """Create or replace (config-declared monitors are re-applied at every start)."""
+    def _upsert(self, spec: MonitorSpec, actor: str, source: str) -> MonitorRecord:
         try:
             existing = self.get_by_name(spec.name)
         except NotFoundError:

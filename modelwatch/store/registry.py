@@ -71,6 +71,12 @@ class Registry:
 
     # models -----------------------------------------------------------------
     def create_model(self, spec: ModelSpec, actor: str) -> ModelRecord:
+        try:
+            return self._create_model(spec, actor)
+        except IntegrityError as exc:  # another process registered it at the same moment
+            raise ConflictError(f"model {spec.name!r} already exists") from exc
+
+    def _create_model(self, spec: ModelSpec, actor: str) -> ModelRecord:
         with self.store.write() as conn:
             if conn.execute(select(t.models.c.id).where(t.models.c.name == spec.name)).first():
                 raise ConflictError(f"model {spec.name!r} already exists")
@@ -163,7 +169,7 @@ class Registry:
                     at=now,
                 )
                 if alias is not None:
-                    self._move_alias(conn, model, alias, int(version_id), actor, now)
+                    self.move_alias(conn, model, alias, int(version_id), actor, now)
         except IntegrityError as exc:
             raise ConflictError(f"model {model.name!r} already has version {version!r}") from exc
         return self.get_version(model, version)
@@ -202,10 +208,10 @@ class Registry:
     ) -> VersionRecord:
         target = self.get_version(model, version)
         with self.store.write() as conn:
-            self._move_alias(conn, model, alias, target.id, actor, utcnow())
+            self.move_alias(conn, model, alias, target.id, actor, utcnow())
         return self.get_version(model, version)
 
-    def _move_alias(
+    def move_alias(
         self,
         conn: Connection,
         model: ModelRecord,
@@ -214,6 +220,8 @@ class Registry:
         actor: str,
         now: datetime,
     ) -> None:
+        """Give ``alias`` to the version, in the caller's transaction, with its history
+        row and audit record."""
         mv = t.model_versions
         model_id = model.id
         holder = conn.execute(

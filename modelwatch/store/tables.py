@@ -406,6 +406,7 @@ approvals = Table(
     Column("action", String(16), nullable=False),
     Column("status", String(16), nullable=False),
     Column("pending_key", String(64), nullable=True, unique=True),
+    Column("trigger_key", String(256), nullable=True, unique=True),
     Column("details", Text, nullable=False),
     Column("requested_at", UTCDateTime(), nullable=False),
     Column("decided_at", UTCDateTime(), nullable=True),

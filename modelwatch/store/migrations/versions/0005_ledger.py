@@ -87,6 +87,7 @@ def upgrade() -> None:
         sa.Column("action", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("pending_key", sa.String(64), nullable=True, unique=True),
+        sa.Column("trigger_key", sa.String(256), nullable=True, unique=True),
         sa.Column("details", sa.Text, nullable=False),
         sa.Column("requested_at", UTCDateTime(), nullable=False),
         sa.Column("decided_at", UTCDateTime(), nullable=True),

@@ -1,0 +1,177 @@
+"""Promotion: a firing ``promote`` policy moves the champion alias to the challenger.
+
+With ``require_approval`` it records a pending approval instead, decided by
+``POST /v1/approvals/{id}``. A promotion moves the alias, records who approved
+it, and (with ``deploy``) queues a signed webhook to the deployment pipeline, all
+in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from modelwatch.domain import Alias
+from modelwatch.errors import ConflictError
+from modelwatch.outbox import Outbox
+from modelwatch.pipelines import PipelineSpec, PromoteAction
+from modelwatch.policies import PolicySpec
+from modelwatch.store import audit
+from modelwatch.store.alerts import FIRING, AlertRecord, AlertStore
+from modelwatch.store.engine import Store
+from modelwatch.store.registry import ModelRecord, Registry
+from modelwatch.store.retrain import PIPELINE_DELIVERY, RetrainStore
+from modelwatch.timeutil import rfc3339, utcnow
+
+__all__ = ["MODEL_PROMOTED", "Promoter"]
+
+log = logging.getLogger(__name__)
+MODEL_PROMOTED = "model.promoted"
+
+
+class Promoter:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        pipelines: Mapping[str, PipelineSpec],
+        policies: Callable[[], Sequence[PolicySpec]],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.pipelines = pipelines
+        self.policies = policies
+        self.alerts = AlertStore(store)
+        self.retrain = RetrainStore(store)
+        self.outbox = Outbox(store)
+
+    def run(self) -> int:
+        """Act on every firing promote policy's new episodes; returns decisions made."""
+        made = 0
+        for policy in self.policies():
+            actions = [a.promote for a in policy.actions if a.promote is not None]
+            if not actions:
+                continue
+            try:
+                for alert in self.alerts.for_policy(policy.name).values():
+                    if alert.state == FIRING:
+                        made += sum(self._decide(policy, a, alert) for a in actions)
+            except Exception:
+                log.exception("promotion for policy %r failed", policy.name)
+        return made
+
+    def _decide(self, policy: PolicySpec, action: PromoteAction, alert: AlertRecord) -> bool:
+        version_name = alert.labels.get("version")
+        if not version_name:
+            return False
+        model = self.registry.get_model(alert.model)
+        version = self.registry.get_version(model, version_name)
+        started = alert.started_at.isoformat() if alert.started_at else ""
+        details = {
+            "version": version_name,
+            "policy": policy.name,
+            "alert": alert.labels,
+            "value": alert.value,
+            "deploy": action.deploy,
+        }
+        with self.store.write() as conn:
+            approval_id = self.retrain.create_approval(
+                conn,
+                model_id=model.id,
+                version_id=version.id,
+                policy=policy.name,
+                trigger_key=f"promote:{policy.name}:{alert.fingerprint}:{started}",
+                status="pending" if action.require_approval else "approved",
+                details=details,
+                decided_by=None if action.require_approval else f"policy:{policy.name}",
+            )
+            if approval_id is None:
+                return False
+            if action.require_approval:
+                audit.record(
+                    conn,
+                    audit.SYSTEM,
+                    "approval.requested",
+                    model=model.name,
+                    version=version_name,
+                    subject=str(approval_id),
+                    details=details,
+                )
+            else:
+                self.promote(
+                    conn, model, version_name, f"policy:{policy.name}", approval_id, action.deploy
+                )
+        return True
+
+    def decide(self, approval_id: int, approve: bool, actor: str, comment: str) -> dict[str, Any]:
+        """A human's decision on a pending approval; approving promotes at once."""
+        with self.store.write() as conn:
+            row = self.retrain.decide(conn, approval_id, approve, actor, comment)
+            model = next(m for m in self.registry.list_models() if m.id == row.model_id)
+            version = next(v for v in self.registry.list_versions(model) if v.id == row.version_id)
+            audit.record(
+                conn,
+                actor,
+                "approval.approved" if approve else "approval.rejected",
+                model=model.name,
+                version=version.version,
+                subject=str(approval_id),
+                details={"comment": comment, "policy": row.policy},
+            )
+            if approve:
+                deploy = _deploy_of(row.details)
+                self.promote(conn, model, version.version, actor, approval_id, deploy)
+        return {"id": approval_id, "status": "approved" if approve else "rejected"}
+
+    def promote(
+        self,
+        conn: Connection,
+        model: ModelRecord,
+        version: str,
+        approved_by: str,
+        approval_id: int | None,
+        deploy: str | None,
+    ) -> None:
+        """Move the champion alias in ``conn``'s transaction and queue the deploy webhook."""
+        target = self.registry.get_version(model, version)
+        previous = next(
+            (
+                v.version
+                for v in self.registry.list_versions(model)
+                if v.alias == Alias.CHAMPION.value
+            ),
+            None,
+        )
+        if previous == version:
+            raise ConflictError(f"version {version!r} of {model.name!r} is already the champion")
+        self.registry.move_alias(conn, model, Alias.CHAMPION, target.id, approved_by, utcnow())
+        data = {
+            "model": model.name,
+            "version": version,
+            "previous_champion": previous,
+            "approved_by": approved_by,
+            "approval_id": approval_id,
+        }
+        audit.record(
+            conn, approved_by, MODEL_PROMOTED, model=model.name, version=version, details=data
+        )
+        if deploy is not None and deploy in self.pipelines:
+            uid = f"msg_promote_{model.id}_{target.id}_{approval_id or 0}"
+            self.outbox.enqueue(
+                conn,
+                kind=PIPELINE_DELIVERY,
+                stream=f"pipeline:{uid}",
+                target=deploy,
+                idempotency_key=uid,
+                payload={"type": MODEL_PROMOTED, "timestamp": rfc3339(utcnow()), "data": data},
+                max_age_s=self.pipelines[deploy].max_age,
+            )
+
+
+def _deploy_of(details: str) -> str | None:
+    value = orjson.loads(details).get("deploy")
+    return str(value) if value else None

@@ -1,0 +1,139 @@
+"""Retrain API: pipeline callbacks, retrain requests, approvals, pipeline endpoints."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from modelwatch.auth import Principal
+from modelwatch.domain import Scope
+from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
+from modelwatch.http import Requires, parse_json, read_body, require
+from modelwatch.settings import Settings
+from modelwatch.webhooks import HEADER_SIGNATURE, verify
+from retrain.callback import CallbackIn, CallbackService
+from retrain.service import RetrainService
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["retrain"])
+_CALLBACK_LIMIT = 512 * 1024 * 1024
+
+
+def _service(request: Request) -> RetrainService:
+    service: RetrainService = request.app.state.retrain
+    return service
+
+
+@router.post(
+    "/retrain/callback",
+    openapi_extra={
+        "requestBody": {
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallbackIn"}}}
+        }
+    },
+)
+async def retrain_callback(request: Request) -> dict[str, Any]:
+    """A pipeline reports progress, failure, or its new version (with reference data).
+
+    Signed like the webhook it answers (``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature`` with the pipeline's secret), or sent with an admin key."""
+    settings: Settings = request.app.state.settings
+    body = await read_body(request, settings.max_reference_bytes)
+    try:
+        callback = CallbackIn.model_validate(parse_json(body))
+    except ValidationError as exc:
+        raise ValidationFailed(
+            [FieldError(tuple(e["loc"]), e["msg"], e.get("input")) for e in exc.errors()]
+        ) from None
+    service = _service(request)
+    if request.headers.get(HEADER_SIGNATURE):
+        actor = await run_in_threadpool(_verify, service, callback.retrain_id, request, body)
+    else:
+        actor = (await require(Scope.ADMIN)(request)).name
+    callbacks: CallbackService = request.app.state.retrain_callbacks
+    result: dict[str, Any] = await run_in_threadpool(callbacks.handle, callback, actor)
+    return result
+
+
+def _verify(service: RetrainService, retrain_id: str, request: Request, body: bytes) -> str:
+    retrain = service.retrain.by_uid(retrain_id)
+    pipeline = service.sender.pipelines.get(retrain.pipeline)
+    if pipeline is None:
+        raise NotFoundError(f"pipeline {retrain.pipeline!r} is no longer configured")
+    verify(pipeline.secrets, dict(request.headers), body)
+    return f"pipeline:{pipeline.name}"
+
+
+@router.get("/retrain")
+def list_retrains(
+    request: Request,
+    model: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    service = _service(request)
+    model_id = request.app.state.registry.get_model(model).id if model else None
+    return {"retrains": [r.to_json() for r in service.retrain.recent(model_id, limit)]}
+
+
+@router.get("/approvals")
+def list_approvals(
+    request: Request,
+    status: Literal["pending", "approved", "rejected"] | None = None,
+    model: str | None = None,
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    service = _service(request)
+    model_id = request.app.state.registry.get_model(model).id if model else None
+    return {"approvals": service.retrain.approvals(model_id, status)}
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "reject"]
+    comment: str = ""
+
+
+@router.post("/approvals/{approval_id}")
+def decide_approval(
+    approval_id: int, body: DecisionIn, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    """Approve (promote now) or reject a pending promotion."""
+    return _service(request).promoter.decide(
+        approval_id, body.decision == "approve", who.name, body.comment
+    )
+
+
+@router.get("/pipelines")
+def list_pipelines(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+    service = _service(request)
+    disabled = service.retrain.disabled_endpoints()
+    return {
+        "pipelines": [
+            {
+                "name": p.name,
+                "url": p.url,
+                "max_age": p.max_age,
+                "secrets": len(p.secrets),
+                "disabled": disabled.get(p.name),
+            }
+            for p in service.sender.pipelines.values()
+        ]
+    }
+
+
+@router.post("/pipelines/{name}/enable")
+def enable_pipeline(
+    name: str, request: Request, who: Principal = Requires(Scope.ADMIN)
+) -> dict[str, Any]:
+    """Re-enable an endpoint disabled by a 410 Gone."""
+    service = _service(request)
+    if name not in service.sender.pipelines:
+        raise NotFoundError(f"no pipeline named {name!r}")
+    service.retrain.enable_endpoint(name, who.name)
+    return {"name": name, "disabled": None}

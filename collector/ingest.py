@@ -6,12 +6,14 @@ validation and idempotency.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy import select, update
 
 from collector.validation import (
@@ -21,11 +23,12 @@ from collector.validation import (
     validate_labels,
     validate_usage,
 )
-from modelwatch.errors import ValidationFailed
+from modelwatch.errors import PayloadTooLargeError, ValidationFailed
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
+from modelwatch.telemetry import INGEST_REJECTIONS, INGESTED_ITEMS
 from modelwatch.timeutil import now_us
 
 __all__ = ["IngestResult", "Ingestor"]
@@ -33,6 +36,7 @@ __all__ = ["IngestResult", "Ingestor"]
 log = logging.getLogger(__name__)
 
 _LOOKUP_CHUNK = 500
+_tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,41 @@ class IngestResult:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+_IngestMethod = Callable[["Ingestor", object], IngestResult]
+
+
+def _traced(kind: str) -> Callable[[_IngestMethod], _IngestMethod]:
+    """One span per batch (never per item) and the ingest counters."""
+
+    def decorate(method: _IngestMethod) -> _IngestMethod:
+        @functools.wraps(method)
+        def traced(self: Ingestor, payload: object) -> IngestResult:
+            body = payload if isinstance(payload, dict) else {}
+            labels = {"modelwatch.ingest.kind": kind, "modelwatch.model": str(body.get("model"))}
+            with _tracer.start_as_current_span(f"ingest {kind}", attributes=labels) as span:
+                if isinstance(body.get("version"), str):
+                    span.set_attribute("modelwatch.version", body["version"])
+                try:
+                    result = method(self, payload)
+                except (ValidationFailed, PayloadTooLargeError):
+                    # Only the kind: a refused batch's model name may be anything at all.
+                    INGEST_REJECTIONS.add(1, {"modelwatch.ingest.kind": kind})
+                    raise
+                span.set_attributes(
+                    {
+                        "modelwatch.ingest.received": result.received,
+                        "modelwatch.ingest.accepted": result.accepted,
+                        "modelwatch.ingest.duplicates": result.duplicates,
+                    }
+                )
+                INGESTED_ITEMS.add(result.accepted, labels)
+                return result
+
+        return traced
+
+    return decorate
 
 
 class Ingestor:
@@ -81,6 +120,7 @@ class Ingestor:
                 log.exception("recording a rejected %s batch failed", kind)
             raise
 
+    @_traced("predictions")
     def predictions(self, payload: object) -> IngestResult:
         body, events = parse_envelope(
             payload, {"model": str, "version": str}, "events", self.max_batch
@@ -96,6 +136,7 @@ class Ingestor:
             )
         return IngestResult(len(events), inserted, len(events) - inserted)
 
+    @_traced("labels")
     def labels(self, payload: object) -> IngestResult:
         body, labels = parse_envelope(payload, {"model": str}, "labels", self.max_batch)
         model = self.registry.get_model(body["model"])
@@ -127,6 +168,7 @@ class Ingestor:
         updated = len(changed)
         return IngestResult(len(labels), inserted, len(labels) - inserted - updated, updated)
 
+    @_traced("usage")
     def usage(self, payload: object) -> IngestResult:
         body, samples = parse_envelope(
             payload, {"model": str, "version": str}, "samples", self.max_batch

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 from sqlalchemy import func, select, text
 
 from evaluators.base import EvalContext, Family, Metric, get_metric
@@ -30,12 +32,15 @@ from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
 from modelwatch.store.runs import RunRecord, RunStore
+from modelwatch.telemetry import RUN_DURATION
+from modelwatch.timeutil import us_to_datetime
 
 __all__ = ["Runner"]
 
 log = logging.getLogger(__name__)
 VOLUME_HISTORY = 24  # windows averaged for the expected volume
 REFERENCE_CACHE = 16  # reference frames kept in memory
+_tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,20 @@ class Runner:
         run = self.runs.claim(self.worker, monitor_ids)
         if run is None:
             return None
-        started = time.perf_counter()
-        try:
-            results = self.evaluate(run)
-        except Exception as exc:  # a broken run must not stop the worker
-            log.exception("evaluation run %s failed", run.id)
-            self.runs.fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
-            return run
-        self.runs.finish(run, results, (time.perf_counter() - started) * 1000)
+        with _tracer.start_as_current_span(
+            "evaluation run", attributes=_run_attributes(run)
+        ) as span:
+            started = time.perf_counter()
+            try:
+                results = self.evaluate(run)
+            except Exception as exc:  # a broken run must not stop the worker
+                log.exception("evaluation run %s failed", run.id)
+                span.record_exception(exc)
+                _end_run(span, "failed", time.perf_counter() - started)
+                self.runs.fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+                return run
+            self.runs.finish(run, results, (time.perf_counter() - started) * 1000)
+            _end_run(span, "done", time.perf_counter() - started)
         return run
 
     def evaluate(self, run: RunRecord) -> list[tuple[str, MetricResult]]:
@@ -103,6 +114,13 @@ class Runner:
         usage = self._usage(version.id, run)
         expected = self._expected_volume(model, version.id, run, monitor.spec.window)
         rejected = self._rejected(version.id, run)
+        trace.get_current_span().set_attributes(
+            {
+                "modelwatch.monitor": monitor.name,
+                "modelwatch.model": model.name,
+                "modelwatch.version": version.version,
+            }
+        )
         return _Inputs(
             run, monitor, model, version, window, baseline, usage, champion, expected, rejected
         )
@@ -258,6 +276,25 @@ class Runner:
         )
         with self.store.read() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _run_attributes(run: RunRecord) -> dict[str, str | int]:
+    start, end = us_to_datetime(run.window_start_us), us_to_datetime(run.window_end_us)
+    return {
+        "modelwatch.run.id": run.id,
+        "modelwatch.monitor.id": run.monitor_id,
+        "modelwatch.version.id": run.version_id,
+        "modelwatch.window.start": start.isoformat() if start else "",
+        "modelwatch.window.end": end.isoformat() if end else "",
+        "modelwatch.run.segment_key": run.segment_key,
+    }
+
+
+def _end_run(span: Span, status: str, seconds: float) -> None:
+    span.set_attribute("modelwatch.run.status", status)
+    if status != "done":
+        span.set_status(StatusCode.ERROR)
+    RUN_DURATION.record(seconds, {"modelwatch.run.status": status})
 
 
 def _safe_compute(metric: Metric, ctx: EvalContext) -> list[MetricResult]:

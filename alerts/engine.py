@@ -47,6 +47,7 @@ class _Series:
     version: VersionRecord
     key: SeriesKey
     verdicts: list[Verdict]  # known windows, oldest first
+    run_id: int | None = None  # the evaluation run of the latest window, for its report
 
 
 class PolicyEngine:
@@ -115,11 +116,14 @@ class PolicyEngine:
         for v in verdicts:
             grouped[(v.version_id, v.series)].append(v)
         by_id = {v.id: v for v in wanted}
-        return [
-            _Series(by_id[vid], key, sorted(vs, key=lambda v: v.window_start_us))
-            for (vid, key), vs in grouped.items()
-            if vid in by_id
-        ]
+        runs = _run_ids(results)
+        out = []
+        for (vid, key), vs in grouped.items():
+            if vid in by_id:
+                ordered = sorted(vs, key=lambda v: v.window_start_us)
+                run_id = runs.get((vid, ordered[-1].window_start_us))
+                out.append(_Series(by_id[vid], key, ordered, run_id))
+        return out
 
     def _results(self, version_ids: list[int], metrics: set[str]) -> pl.DataFrame:
         m = t.metric_results
@@ -131,6 +135,7 @@ class PolicyEngine:
             .limit(LOOKBACK_WINDOWS)
         )
         cols = [
+            m.c.run_id,
             m.c.monitor_id,
             m.c.version_id,
             m.c.window_start_us,
@@ -153,6 +158,7 @@ class PolicyEngine:
         with self.store.read() as conn:
             rows = [tuple(r) for r in conn.execute(query)]
         schema = {
+            "run_id": pl.Int64,
             "monitor_id": pl.Int64,
             "version_id": pl.Int64,
             "window_start_us": pl.Int64,
@@ -197,7 +203,7 @@ class PolicyEngine:
             "policy": policy.name,
             "model": model.name,
             "labels": labels,
-            "annotations": self._annotations(policy, labels, latest),
+            "annotations": self._annotations(policy, labels, latest, series.run_id),
             "state": state,
             "value": latest.value,
             "threshold": latest.threshold,
@@ -208,9 +214,10 @@ class PolicyEngine:
         return row, cause
 
     def _annotations(
-        self, policy: PolicySpec, labels: dict[str, str], latest: Verdict
+        self, policy: PolicySpec, labels: dict[str, str], latest: Verdict, run_id: int | None
     ) -> dict[str, str]:
         url = self.external_url
+        report_url = f"{url}/v1/runs/{run_id}/report" if run_id is not None else ""
         values = {
             **labels,
             "feature": labels.get("feature", ""),
@@ -223,6 +230,7 @@ class PolicyEngine:
                 f"{url}/v1/models/{labels['model']}/results"
                 f"?metric={latest.metric}&version={labels['version']}"
             ),
+            "report_url": report_url,
         }
         defaults = {
             "summary": "{alertname}: {metric} of {model} {version} is {value} "
@@ -230,6 +238,7 @@ class PolicyEngine:
             "metric": "{metric}",
             "dashboard_url": "{dashboard_url}",
             "results_url": "{results_url}",
+            **({"report_url": "{report_url}"} if report_url else {}),
         }
         out = {}
         for key, template in {**defaults, **policy.annotations}.items():
@@ -238,6 +247,17 @@ class PolicyEngine:
             except (KeyError, IndexError, ValueError) as exc:
                 out[key] = f"{template} (template error: {exc})"
         return out
+
+
+def _run_ids(results: pl.DataFrame) -> dict[tuple[int, int], int]:
+    """The run behind each (version, window): a whole-window run before a per-segment
+    one, then the newest."""
+    best = results.sort(
+        ["version_id", "window_start_us", pl.col("segment") != "", "run_id"],
+        descending=[False, False, False, True],
+    ).unique(["version_id", "window_start_us"], keep="first")
+    rows = best.select("version_id", "window_start_us", "run_id").iter_rows()
+    return {(v, w): r for v, w, r in rows}
 
 
 def _ended(old: AlertRecord) -> dict[str, Any]:

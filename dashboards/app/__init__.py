@@ -1,0 +1,111 @@
+"""The Dash app: fleet, model, alerts and ledger pages, mounted at ``/dash/`` in the API.
+
+Dash is a Flask (WSGI) app; :func:`mount_dash` serves it inside FastAPI through
+a2wsgi's ``WSGIMiddleware`` behind :class:`~dashboards.app.auth.DashAuth`. The
+pages read through :class:`~dashboards.app.data.DashData` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from a2wsgi import WSGIMiddleware
+from dash import Dash, Input, Output, dcc, html
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+
+from dashboards.app.auth import DashAuth
+from dashboards.app.data import DashData
+from dashboards.app.pages.alerts import alerts_layout, register_alert_callbacks
+from dashboards.app.pages.fleet import fleet_layout
+from dashboards.app.pages.ledger import ledger_layout
+from dashboards.app.pages.model import model_layout, register_model_callbacks
+from modelwatch.auth import KeyStore
+from modelwatch.policies import PolicySpec
+from modelwatch.store.engine import Store
+
+__all__ = ["DASH_PATH", "create_dash", "mount_dash"]
+
+DASH_PATH = "/dash"
+log = logging.getLogger(__name__)
+_NAV = (("Fleet", "/"), ("Alerts", "/alerts"), ("Ledger", "/ledger"))
+
+
+def create_dash(
+    store: Store,
+    *,
+    policies: Callable[[], list[PolicySpec]] = list,
+    families: Mapping[str, str] | None = None,
+    prefix: str = DASH_PATH,
+) -> Dash:
+    """The Dash app for ``store``, served by a WSGI server mounted at ``prefix``.
+
+    ``policies`` returns the config's policies (thresholds drawn on charts);
+    ``families`` maps metric keys to their family (drift, quality, cost, ...).
+    """
+    data = DashData(store, policies, families or {})
+    base = prefix.rstrip("/") + "/"
+    app = Dash(
+        __name__,
+        requests_pathname_prefix=base,
+        routes_pathname_prefix="/",  # the mount strips the prefix before Flask sees a path
+        title="modelwatch",
+        suppress_callback_exceptions=True,
+        serve_locally=True,
+        update_title="",
+    )
+
+    def href(path: str) -> str:
+        return base + path.lstrip("/")
+
+    nav = html.Nav(
+        [dcc.Link(label, href=href(path), style={"marginRight": "16px"}) for label, path in _NAV],
+        style={"padding": "8px 0", "borderBottom": "1px solid #ddd"},
+    )
+    app.layout = html.Div(
+        [dcc.Location(id="url"), html.H1("modelwatch"), nav, html.Div(id="page")],
+        style={"fontFamily": "sans-serif", "margin": "0 24px"},
+    )
+
+    @app.callback(Output("page", "children"), Input("url", "pathname"))
+    def route(pathname: str | None) -> Any:
+        path = (pathname or base)[len(base) - 1 :] if (pathname or "").startswith(base) else "/"
+        return _page(data, path.rstrip("/") or "/", href)
+
+    register_model_callbacks(app, data, href)
+    register_alert_callbacks(app, data)
+    return app
+
+
+def _page(data: DashData, path: str, href: Callable[[str], str]) -> Any:
+    if path == "/":
+        return fleet_layout(data, href)
+    if path == "/alerts":
+        return alerts_layout(data)
+    if path == "/ledger":
+        return ledger_layout(data, href)
+    if path.startswith("/models/"):
+        return model_layout(data, path.removeprefix("/models/"))
+    return html.Div([html.H2("Not found"), html.P(f"no page at {path}")], id="not-found")
+
+
+def mount_dash(
+    api: FastAPI,
+    store: Store,
+    *,
+    policies: Callable[[], list[PolicySpec]] = list,
+    families: Mapping[str, str] | None = None,
+    path: str = DASH_PATH,
+) -> Dash:
+    """Serve the Dash app at ``path`` in ``api`` (with a redirect from ``path`` itself)."""
+    dash_app = create_dash(store, policies=policies, families=families, prefix=path)
+    wsgi = WSGIMiddleware(dash_app.server)  # type: ignore[arg-type]
+    api.mount(path, DashAuth(wsgi, KeyStore(store)))  # type: ignore[arg-type]
+
+    async def redirect() -> RedirectResponse:
+        return RedirectResponse(path + "/")
+
+    api.add_api_route(path, redirect, include_in_schema=False)
+    return dash_app

@@ -7,6 +7,11 @@ means as fast as the service takes it) so that evaluations have closed windows
 at once, then it sends live traffic in real time. ``drift_at`` seconds into the
 live traffic it injects a drift into the fraud model's traffic for ``drift_for``
 seconds: bigger amounts, more foreign cards, more fraud, a champion that misses it.
+
+Labels arrive ``label_delay`` seconds after their predictions. Once the demo
+pipeline has trained a new fraud version (:meth:`Simulator.serve_challenger`), it
+scores the same requests as v1 and v2; when it is promoted
+(:meth:`Simulator.promoted`) it serves the traffic and v1 keeps scoring in shadow.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import heapq
 import io
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,14 +31,14 @@ import numpy as np
 import polars as pl
 
 from collector.sdk import Client
-from demo.models import ETA, FRAUD, eta_batch, fraud_batch
+from demo.models import ETA, FRAUD, eta_batch, fraud_batch, fraud_frame
 
 __all__ = ["SLOT_S", "Simulator", "SimulatorStats"]
 
 log = logging.getLogger(__name__)
 
 SLOT_S = 5.0  # traffic is drawn per slot of simulated time: the same stream however paced
-LABEL_DELAY_S = 120.0
+LABEL_DELAY_S = 30.0
 LABEL_SHARE = 0.9
 
 
@@ -63,7 +69,8 @@ class Simulator:
         history_s: float = 3600,
         start: float | None = None,
         drift_at: float | None = None,
-        drift_for: float = 180.0,
+        drift_for: float = 300.0,
+        label_delay: float = LABEL_DELAY_S,
         say: Callable[[str], None] = print,
     ) -> None:
         """``start``: the first simulated second (default ``history_s`` ago, on the minute);
@@ -82,6 +89,13 @@ class Simulator:
         self.drift_window: tuple[float, float] | None = None
         self._drifting = False
         self._seq = 0
+        self.label_delay = label_delay
+        # The retrained version's own randomness (its latency): the main stream stays the
+        # same whenever the pipeline's callback lands.
+        self._aux_rng = np.random.default_rng(seed + 1)
+        self._lock = threading.Lock()
+        self.retrained: str | None = None
+        self.champion = "v1"
         # Request ids are unique per run: a rerun on the same store must not be duplicates.
         self._run = f"{int(time.time()):x}"
 
@@ -89,6 +103,7 @@ class Simulator:
         """The models (unless declared already), their versions and reference data."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
+            self._ensure_champion(http)
             for spec, versions in (
                 (FRAUD, [("v1", "champion"), ("v2", "shadow")]),
                 (ETA, [("v1", "champion")]),
@@ -107,16 +122,42 @@ class Simulator:
                         r.raise_for_status()
         self.say("registered models: fraud (v1 champion, v2 shadow challenger), delivery-eta (v1)")
 
+    def _ensure_champion(self, http: httpx.Client) -> None:
+        """A store reused from an earlier run may have a promoted version as champion:
+        the story starts from v1 again."""
+        r = http.get(f"/v1/models/{FRAUD['name']}")
+        if r.status_code != 200:
+            return
+        champion = next((v for v in r.json()["versions"] if v.get("alias") == "champion"), None)
+        if champion is not None and champion["version"] != "v1":
+            http.put(
+                f"/v1/models/{FRAUD['name']}/aliases/champion", json={"version": "v1"}
+            ).raise_for_status()
+            self.say(f"(an earlier run promoted fraud {champion['version']}: v1 is champion again)")
+
+    def serve_challenger(self, version: str) -> None:
+        """The retrained fraud ``version`` (registered already) scores every request too."""
+        with self._lock:
+            self.retrained = version
+        self.say(
+            f"[{_iso(self.clock)[:19]}] simulator: fraud {version} (challenger) now scores "
+            "the same requests as v1; modelwatch compares it with the champion"
+        )
+
+    def promoted(self, version: str, previous: str | None) -> None:
+        """``version`` is the champion now: it serves, the old champion stays in shadow."""
+        with self._lock:
+            self.champion = version
+        self.say(
+            f"[{_iso(self.clock)[:19]}] simulator: fraud {version} is live as the champion; "
+            f"{previous or 'the old champion'} keeps scoring the same requests, for comparison"
+        )
+
     def _upload_reference(self, http: httpx.Client, model: str, version: str) -> None:
         rng = np.random.default_rng(1000 + len(version))
         if model == FRAUD["name"]:
             batch = fraud_batch(rng, 5000)
-            scores = batch.champion if version == "v1" else batch.challenger
-            frame = pl.DataFrame(batch.features).with_columns(
-                prediction=pl.Series((scores >= 0.5).astype(int)),
-                score=pl.Series(scores),
-                target=pl.Series(batch.truth.astype(int)),
-            )
+            frame = fraud_frame(batch, batch.champion if version == "v1" else batch.challenger)
         else:
             batch = eta_batch(rng, 5000)
             frame = pl.DataFrame(batch.features).with_columns(
@@ -184,7 +225,12 @@ class Simulator:
         with self.client.measure("fraud", "v1"):
             batch = fraud_batch(self.rng, n, drift)
         ids = self._ids("tx", n)
-        for version, scores in (("v1", batch.champion), ("v2", batch.challenger)):
+        with self._lock:
+            retrained = self.retrained
+        versions = [("v1", batch.champion), ("v2", batch.challenger)]
+        if retrained is not None:
+            versions.append((retrained, batch.retrained))
+        for version, scores in versions:
             for i, rid in enumerate(ids):
                 ts = _iso(stamps[i])
                 self.client.log_prediction(
@@ -197,8 +243,11 @@ class Simulator:
                     segment=batch.segments[i],
                     timestamp=ts,
                 )
-            cpu = 0.004 if version == "v1" else 0.012  # the challenger costs three times as much
-            latency = self.rng.lognormal(np.log(8 if version == "v1" else 21), 0.3, n)
+            if version == retrained:  # as cheap as v1; its own generator keeps the stream
+                cpu, latency = 0.005, self._aux_rng.lognormal(np.log(9), 0.3, n)
+            else:  # the shadow challenger costs three times as much
+                cpu = 0.004 if version == "v1" else 0.012
+                latency = self.rng.lognormal(np.log(8 if version == "v1" else 21), 0.3, n)
             for i in range(n):
                 self.client.log_usage(
                     "fraud",
@@ -208,8 +257,8 @@ class Simulator:
                     memory_mb=512.0,
                     timestamp=_iso(stamps[i]),
                 )
-        self.stats.predictions += 2 * n
-        self.stats.usage += 2 * n + 1
+        self.stats.predictions += len(versions) * n
+        self.stats.usage += len(versions) * n + 1
         self._queue_labels("fraud", ids, stamps, [int(t) for t in batch.truth])
 
     def _eta(self, stamps: np.ndarray) -> None:
@@ -234,7 +283,7 @@ class Simulator:
         for rid, ts, label, k in zip(ids, stamps, labels, keep, strict=True):
             if k:
                 heapq.heappush(
-                    self._labels, _PendingLabel(float(ts) + LABEL_DELAY_S, model, rid, label)
+                    self._labels, _PendingLabel(float(ts) + self.label_delay, model, rid, label)
                 )
 
     def _due_labels(self, now: float) -> None:

@@ -10,18 +10,26 @@ from fastapi import FastAPI
 
 from alerts.conditions import needed_metrics
 from alerts.routes import router as alerts_router
-from alerts.service import AlertingService
+from collector.files import parse_reference
 from collector.ingest import Ingestor
+from collector.otlp import OtlpReceiver
+from collector.otlp import router as otlp_router
 from collector.routes import DOC_MODELS
 from collector.routes import router as ingest_router
-from evaluators.base import metric_keys
+from dashboards.app import mount_dash
+from dashboards.metrics import build_metrics_registry
+from dashboards.report_routes import router as report_router
+from dashboards.reports import ReportService
+from dashboards.routes import router as metrics_router
+from evaluators.base import Family, metric_keys
 from evaluators.routes import router as evaluation_router
 from evaluators.routes import validate_monitor
-from evaluators.scheduler import EvaluationService
 from modelwatch import __version__
+from modelwatch.api.audit import router as audit_router
 from modelwatch.api.health import router as health_router
 from modelwatch.api.registry import router as registry_router
 from modelwatch.auth import KeyStore
+from modelwatch.background import build_background
 from modelwatch.config import Config
 from modelwatch.errors import ConfigError, ValidationFailed
 from modelwatch.http import install_error_handlers
@@ -30,10 +38,10 @@ from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
+from retrain.callback import CallbackService
+from retrain.routes import router as retrain_router
 
 __all__ = ["apply_config", "check_config", "create_app"]
-
-ALERTING_INTERVAL_S = 5.0
 
 
 def create_app(
@@ -48,9 +56,10 @@ def create_app(
     store = store or Store(settings.database_url)
     config = config or Config.model_validate({})
     registry = Registry(store)
-    evaluation = EvaluationService(store, registry)
-    alerting = AlertingService(store, registry, config, evaluation.runner.worker)
-    evaluation.add_job(alerting.cycle, ALERTING_INTERVAL_S, "alerting")
+    reports = ReportService(store, registry, settings.report_dir, settings.report_max_rows)
+    ingestor = Ingestor(store, registry, settings.max_batch_events)
+    background = build_background(store, registry, config, ingestor)
+    evaluation, alerting = background.evaluation, background.alerting
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -59,7 +68,8 @@ def create_app(
         try:
             yield
         finally:
-            evaluation.shutdown()
+            background.shutdown()
+            reports.shutdown()
 
     app = FastAPI(
         title="modelwatch",
@@ -69,21 +79,39 @@ def create_app(
     )
     app.state.evaluation = evaluation
     app.state.alerting = alerting
+    app.state.retrain = background.retraining
+    app.state.retrain_callbacks = CallbackService(store, registry, parse_reference)
     app.state.config = config
     app.state.metric_keys = metric_keys
     app.state.settings = settings
     app.state.store = store
     app.state.registry = registry
     app.state.keys = KeyStore(store)
-    app.state.ingestor = Ingestor(store, registry, settings.max_batch_events)
+    app.state.ingestor = ingestor
+    app.state.otlp = OtlpReceiver(config.otlp, ingestor)
+    app.state.scraper = background.scraper
     app.state.references = ReferenceStore(store)
+    app.state.reports = reports
     apply_config(config, store, registry)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(registry_router)
     app.include_router(ingest_router)
+    app.include_router(otlp_router)
     app.include_router(evaluation_router)
     app.include_router(alerts_router)
+    app.include_router(retrain_router)
+    app.include_router(audit_router)
+    app.include_router(report_router)
+    families = {key: family.value for family in Family for key in metric_keys(family)}
+    mount_dash(app, store, policies=lambda: list(config.policies), families=families)
+    app.state.metrics_registry = build_metrics_registry(
+        store,
+        families=families,
+        top_features=settings.metrics_top_features,
+        scheduler=evaluation.state,
+    )
+    app.include_router(metrics_router)
     _document_raw_bodies(app)
     return app
 

@@ -10,11 +10,13 @@ from pathlib import Path
 import click
 
 from modelwatch import __version__
+from modelwatch.cli_webhooks import webhooks
 from modelwatch.config import Config, load_config
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError
-from modelwatch.settings import Settings
+from modelwatch.settings import ENV_API_KEY, Settings
 from modelwatch.store.engine import Store
+from modelwatch.telemetry import setup_telemetry
 
 __all__ = ["main"]
 
@@ -113,7 +115,11 @@ def serve(
         app = create_app(ctx.obj, store, config, scheduler=scheduler)
     except ModelwatchError as exc:
         _fail(str(exc))
-    uvicorn.run(app, host=host, port=port, log_level=ctx.obj.log_level.lower())
+    telemetry = setup_telemetry()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=ctx.obj.log_level.lower())
+    finally:
+        telemetry.shutdown()
 
 
 @cli.command()
@@ -126,26 +132,34 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
     import signal
     import threading
 
-    from evaluators.scheduler import EvaluationService
+    from collector.ingest import Ingestor
     from modelwatch.app import apply_config
+    from modelwatch.background import build_background
     from modelwatch.store.migrate import is_current
     from modelwatch.store.registry import Registry
 
-    config = _load(config_path)
+    config = _load(config_path) or Config.model_validate({})
     store = _store(ctx)
     if not is_current(store):
         _fail("the store schema is behind: run 'modelwatch db upgrade'")
     registry = Registry(store)
-    if config is not None:
-        apply_config(config, store, registry)
-    service = EvaluationService(store, registry)
+    apply_config(config, store, registry)
+    settings: Settings = ctx.obj
+    # Evaluation, alerting, retraining and scrapers: API replicas started with
+    # --no-scheduler do none of it.
+    background = build_background(
+        store, registry, config, Ingestor(store, registry, settings.max_batch_events)
+    )
+    service = background.evaluation
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    service.start()
+    telemetry = setup_telemetry()
+    background.start()
     click.echo(f"worker {service.runner.worker} evaluating {len(service.state.monitors)} monitors")
     stop.wait()
-    service.shutdown()
+    background.shutdown()
+    telemetry.shutdown()
     click.echo(f"worker stopped: {service.state.evaluated} runs evaluated")
 
 
@@ -269,6 +283,9 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
     click.echo(f"revoked {name!r}")
 
 
+cli.add_command(webhooks)
+
+
 @cli.command("check-config")
 @click.argument("file", type=click.Path(dir_okay=False))
 def check_config(file: str) -> None:
@@ -362,18 +379,32 @@ def import_usage(ctx: click.Context, file: str, model: str, version: str, batch_
 )
 @click.option(
     "--drift-at",
-    default=60.0,
+    default=15.0,
     show_default=True,
     type=click.FloatRange(0),
     help="Seconds into the live traffic when a drift hits the fraud model's traffic.",
 )
 @click.option(
     "--drift-for",
-    default=180.0,
+    default=300.0,
     show_default=True,
     type=click.FloatRange(0),
     help="Seconds the drift lasts (0: no drift).",
 )
+@click.option(
+    "--label-delay",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds after its prediction a label arrives.",
+)
+@click.option(
+    "--api-url",
+    default=None,
+    help="Simulate traffic for the modelwatch at this URL instead of starting one "
+    "(registers models, monitors and policies through its API; no retrain loop).",
+)
+@click.option("--api-key", default=None, envvar=ENV_API_KEY, help="With --api-url.")
 @click.pass_context
 def demo(
     ctx: click.Context,
@@ -385,80 +416,48 @@ def demo(
     duration: float,
     drift_at: float,
     drift_for: float,
+    label_delay: float,
+    api_url: str | None,
+    api_key: str | None,
 ) -> None:
     """The service on the embedded store plus simulated models sending live traffic.
 
-    Alerts go to a local Slack-compatible sink printed on the console, and to Slack
-    too when SLACK_BOT_TOKEN and MODELWATCH_DEMO_SLACK_CHANNEL are set.
+    A drift hits the fraud model; its alert goes to a local Slack-compatible sink
+    printed on the console (and to Slack too when SLACK_BOT_TOKEN and
+    MODELWATCH_DEMO_SLACK_CHANNEL are set), a signed retrain webhook goes to a local
+    demo pipeline, which calls back with a new version; modelwatch compares it with
+    the champion and promotes it when it wins.
     """
     # The narration is the demo's output: no migration chatter, no skipped-tick warnings.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
-    from demo.config import SINK_TOKEN, demo_config, describe
-    from demo.simulator import Simulator
-    from demo.slack_sink import SlackSink
-    from modelwatch.app import check_config, create_app
+    from demo.run import DemoFailed, DemoOptions, run_local, run_remote
     from modelwatch.durations import parse_duration
-    from modelwatch.serving import BackgroundServer
-    from modelwatch.store.migrate import upgrade
 
     try:
         history_s = parse_duration(history)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--history") from None
+    options = DemoOptions(
+        port=port,
+        history_s=history_s,
+        speed=speed,
+        seed=seed,
+        rate=rate,
+        duration=duration,
+        drift_at=drift_at,
+        drift_for=drift_for,
+        label_delay=label_delay,
+        api_url=api_url,
+        api_key=api_key,
+    )
     say = click.echo
-    store = _store(ctx)
-    upgrade(store)
-    with SlackSink(token=SINK_TOKEN, say=say) as sink:
-        config = demo_config(sink.base_url, external_url=f"http://127.0.0.1:{port}")
-        try:
-            check_config(config, "demo config")
-            app = create_app(ctx.obj, store, config, scheduler=True)
-        except ModelwatchError as exc:
-            _fail(f"{exc} (an older demo's store? try another MODELWATCH_DATABASE_URL)")
-        server = BackgroundServer(app, "127.0.0.1", port)
-        try:
-            server.start()
-        except RuntimeError as exc:
-            _fail(f"{exc} (is the port taken? try --port)")
-        say(f"modelwatch demo on {store.dialect} ({ctx.obj.database_url})")
-        say(f"  API docs   {server.url}/docs")
-        say(f"  models     {server.url}/v1/models/fraud")
-        say(f"  results    {server.url}/v1/models/fraud/results?metric=accuracy")
-        say(f"  alerts     {server.url}/v1/alerts")
-        say(f"  health     {server.url}/readyz")
-        sim = Simulator(
-            server.url,
-            seed=seed,
-            speed=speed,
-            rate=rate,
-            history_s=history_s,
-            drift_at=drift_at if drift_for > 0 else None,
-            drift_for=drift_for,
-            say=say,
-        )
-        try:
-            sim.register()
-            for line in describe(config):
-                say(line)
-            sim.backfill()
-            drift = (
-                f"in {drift_at:.0f}s a drift hits the fraud traffic for {drift_for:.0f}s"
-                if drift_for > 0
-                else "no drift (--drift-for 0)"
-            )
-            say(
-                "live: fraud v1 (champion) and v2 (shadow: same requests, 3x the CPU), "
-                "delivery-eta v1; labels arrive two minutes after their predictions; "
-                f"{drift}. Ctrl-C stops."
-            )
-            sim.run(duration or None)
-        except KeyboardInterrupt:
-            say("stopping ...")
-        finally:
-            sim.close()
-            server.stop()
-    s = sim.stats
+    try:
+        run = run_remote if api_url else lambda o, say: run_local(o, ctx.obj, _store(ctx), say)
+        s = run(options, say)
+    except DemoFailed as exc:
+        _fail(str(exc))
+        return
     say(f"done: {s.predictions} predictions, {s.labels} labels, {s.usage} usage samples sent")
 
 

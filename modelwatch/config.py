@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modelwatch.collectors import OtlpSpec, ScrapeTarget
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
 from modelwatch.monitors import MonitorSpec
@@ -46,6 +47,8 @@ class Config(BaseModel):
     route: RouteSpec = DEFAULT_ROUTE
     inhibit_rules: list[InhibitRule] = Field(default_factory=lambda: list(DEFAULT_INHIBIT))
     external_url: str = Field("http://127.0.0.1:8000", description="links in notifications")
+    otlp: OtlpSpec = Field(default_factory=OtlpSpec, description="OTLP metrics -> usage")
+    scrape: list[ScrapeTarget] = Field(default_factory=list, description="Prometheus targets")
     pipelines: list[PipelineSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 from sqlalchemy import Connection, Row, and_, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -27,6 +29,7 @@ from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import utcnow
+from modelwatch.telemetry import DELIVERY_ATTEMPTS
 
 __all__ = [
     "Delivery",
@@ -40,6 +43,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
+_tracer = trace.get_tracer(__name__)
 
 
 @dataclass(frozen=True)
@@ -244,12 +248,14 @@ class DeliveryWorker:
         worker: str,
         retry: RetryPolicy | None = None,
         on_delivered: Callable[[Delivery, DeliveryOutcome], None] | None = None,
+        on_dead: Callable[[Delivery, DeliveryOutcome], None] | None = None,
     ) -> None:
         self.outbox = outbox
         self.handlers = dict(handlers)
         self.worker = worker
         self.retry = retry or RetryPolicy()
         self.on_delivered = on_delivered
+        self.on_dead = on_dead
 
     def run_one(self) -> Delivery | None:
         try:
@@ -259,22 +265,43 @@ class DeliveryWorker:
             return None
         if delivery is None:
             return None
-        started, clock = utcnow(), time.perf_counter()
-        try:
-            outcome = self.handlers[delivery.kind](delivery)
-        except Exception as exc:  # a handler bug is a failed attempt, never a crash
-            log.exception("delivery %s failed", delivery.id)
-            outcome = DeliveryOutcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
-        try:
-            self.outbox.record(
-                delivery, outcome, started, (time.perf_counter() - clock) * 1000, self.retry
+        attributes: dict[str, str | int] = {
+            "modelwatch.delivery.id": delivery.id,
+            "modelwatch.delivery.kind": delivery.kind,
+            "modelwatch.delivery.target": delivery.target,
+            "modelwatch.delivery.attempt": delivery.attempts,
+        }
+        with _tracer.start_as_current_span(
+            f"delivery {delivery.kind}", attributes=attributes
+        ) as span:
+            started, clock = utcnow(), time.perf_counter()
+            try:
+                outcome = self.handlers[delivery.kind](delivery)
+            except Exception as exc:  # a handler bug is a failed attempt, never a crash
+                log.exception("delivery %s failed", delivery.id)
+                outcome = DeliveryOutcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            result = "delivered" if outcome.ok else "failed"
+            span.set_attribute("modelwatch.delivery.outcome", result)
+            if not outcome.ok:
+                span.set_status(StatusCode.ERROR, outcome.detail[:200])
+            DELIVERY_ATTEMPTS.add(
+                1,
+                {"modelwatch.delivery.kind": delivery.kind, "modelwatch.delivery.outcome": result},
             )
-            if outcome.ok and self.on_delivered is not None:
-                self.on_delivered(delivery, outcome)
-        except Exception:
-            log.exception(
-                "recording delivery %s failed; its lease will expire and it retries", delivery.id
-            )
+            try:
+                state = self.outbox.record(
+                    delivery, outcome, started, (time.perf_counter() - clock) * 1000, self.retry
+                )
+                span.set_attribute("modelwatch.delivery.state", state)
+                if outcome.ok and self.on_delivered is not None:
+                    self.on_delivered(delivery, outcome)
+                if state == DEAD and self.on_dead is not None:
+                    self.on_dead(delivery, outcome)
+            except Exception:
+                log.exception(
+                    "recording delivery %s failed; its lease will expire and it retries",
+                    delivery.id,
+                )
         return delivery
 
     def drain(self, budget_s: float = 10.0) -> int:

@@ -8,6 +8,32 @@
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
 | ``MODELWATCH_LOG_LEVEL`` | Python logging level name | ``INFO`` |
+| ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
+| ``MODELWATCH_WEBHOOK_SECRET`` | whsec_ secret for ``modelwatch webhooks sign/verify`` | none |
+| ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
+| ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
+| ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
+
+OpenTelemetry export of the service's own traces and metrics (standard
+``OTEL_*`` variables, read by :mod:`modelwatch.telemetry`; nothing is exported
+unless an endpoint is set):
+
+| variable | meaning | default |
+|---|---|---|
+| ``OTEL_SDK_DISABLED`` | ``true`` turns all export off | ``false`` |
+| ``OTEL_EXPORTER_OTLP_ENDPOINT`` | OTLP/HTTP base URL; ``/v1/<signal>`` is added | none |
+| ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` | full URL for traces (overrides the base) | none |
+| ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` | full URL for metrics (overrides the base) | none |
+| ``OTEL_EXPORTER_OTLP_PROTOCOL`` | only ``http/protobuf`` is supported | ``http/protobuf`` |
+| ``OTEL_TRACES_EXPORTER`` | ``otlp`` or ``none`` | ``otlp`` |
+| ``OTEL_METRICS_EXPORTER`` | ``otlp`` or ``none`` | ``otlp`` |
+| ``OTEL_SERVICE_NAME`` | ``service.name`` of the exported resource | ``modelwatch`` |
+| ``OTEL_RESOURCE_ATTRIBUTES`` | extra resource attributes, ``key=value,...`` | none |
+| ``OTEL_METRIC_EXPORT_INTERVAL`` | milliseconds between metric exports | ``60000`` |
+
+The exporter itself also reads ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]HEADERS``,
+``_TIMEOUT``, ``_COMPRESSION`` and ``_CERTIFICATE``, and the span processor the
+``OTEL_BSP_*`` variables, from the process environment.
 """
 
 from __future__ import annotations
@@ -17,12 +43,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "ENV_API_KEY",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
     "ENV_MAX_BODY_BYTES",
     "ENV_MAX_REFERENCE_BYTES",
+    "ENV_METRICS_TOP_FEATURES",
+    "ENV_OTEL_ENDPOINT",
+    "ENV_OTEL_METRICS_ENDPOINT",
+    "ENV_OTEL_METRICS_EXPORTER",
+    "ENV_OTEL_METRIC_EXPORT_INTERVAL",
+    "ENV_OTEL_PROTOCOL",
+    "ENV_OTEL_RESOURCE_ATTRIBUTES",
+    "ENV_OTEL_SDK_DISABLED",
+    "ENV_OTEL_SERVICE_NAME",
+    "ENV_OTEL_TRACES_ENDPOINT",
+    "ENV_OTEL_TRACES_EXPORTER",
+    "ENV_REPORT_DIR",
+    "ENV_REPORT_MAX_ROWS",
+    "ENV_WEBHOOK_SECRET",
     "Settings",
 ]
 
@@ -32,6 +73,22 @@ ENV_MAX_BODY_BYTES = "MODELWATCH_MAX_BODY_BYTES"
 ENV_MAX_REFERENCE_BYTES = "MODELWATCH_MAX_REFERENCE_BYTES"
 ENV_MAX_BATCH_EVENTS = "MODELWATCH_MAX_BATCH_EVENTS"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
+ENV_WEBHOOK_SECRET = "MODELWATCH_WEBHOOK_SECRET"
+ENV_API_KEY = "MODELWATCH_API_KEY"
+ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
+ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
+ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"
+
+ENV_OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+ENV_OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+ENV_OTEL_METRICS_ENDPOINT = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+ENV_OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+ENV_OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+ENV_OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+ENV_OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+ENV_OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+ENV_OTEL_METRIC_EXPORT_INTERVAL = "OTEL_METRIC_EXPORT_INTERVAL"
 
 DEFAULT_DATABASE_URL = "sqlite:///modelwatch.db"
 
@@ -57,6 +114,9 @@ class Settings:
     max_reference_bytes: int = 512 * 1024 * 1024
     max_batch_events: int = 100_000
     log_level: str = "INFO"
+    metrics_top_features: int = 10
+    report_dir: str = "./modelwatch-reports"
+    report_max_rows: int = 20_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -68,4 +128,7 @@ class Settings:
             max_reference_bytes=_int(env, ENV_MAX_REFERENCE_BYTES, cls.max_reference_bytes),
             max_batch_events=_int(env, ENV_MAX_BATCH_EVENTS, cls.max_batch_events),
             log_level=env.get(ENV_LOG_LEVEL) or "INFO",
+            metrics_top_features=_int(env, ENV_METRICS_TOP_FEATURES, cls.metrics_top_features),
+            report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,
+            report_max_rows=_int(env, ENV_REPORT_MAX_ROWS, cls.report_max_rows),
         )

@@ -50,8 +50,8 @@ def test_demo_sends_predictions_labels_and_usage(tmp_path: Path) -> None:
     assert 0 < v1.labels_joined < v1.events  # labels arrive late, and not for every request
     assert v1.usage_samples > 0 and v2.usage_samples > 0
     with store.read() as conn:
-        done = conn.exec_driver_sql("SELECT COUNT(*) FROM evaluation_runs WHERE status = 'done'")
-        assert done.scalar_one() > 0  # the scheduler evaluated the replayed windows
+        runs = conn.exec_driver_sql("SELECT COUNT(*) FROM evaluation_runs WHERE status = 'done'")
+        assert runs.scalar_one() > 0  # the scheduler evaluated the replayed windows
     eta = registry.get_model("delivery-eta")
     assert version_stats(store, eta)[registry.get_version(eta, "v1").id].events > 0
     store.dispose()

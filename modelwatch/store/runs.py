@@ -135,7 +135,13 @@ class RunStore:
     def finish(
         self, run: RunRecord, results: Sequence[tuple[str, MetricResult]], duration_ms: float
     ) -> None:
-        """Store ``(segment, result)`` pairs and make this run the window's current one."""
+        """Store ``(segment, result)`` pairs; the window's newest finished run is current.
+
+        Runs of one window for different data states can finish in any order on
+        different workers. Locking the window's runs first serialises their finishes,
+        so exactly one run per window is current, and a run finishing after a newer
+        one of its window keeps its results but not the window's current place.
+        """
         r, m = t.evaluation_runs, t.metric_results
         same_window = and_(
             r.c.monitor_id == run.monitor_id,
@@ -144,18 +150,22 @@ class RunStore:
             r.c.segment_key == run.segment_key,
         )
         with self.store.write() as conn:
-            older = select(r.c.id).where(same_window, r.c.id != run.id, r.c.current == 1)
-            older_ids = [i for (i,) in conn.execute(older)]
-            if older_ids:
-                conn.execute(update(r).where(r.c.id.in_(older_ids)).values(current=0))
-                conn.execute(update(m).where(m.c.run_id.in_(older_ids)).values(current=0))
-            _write_results(conn, run, results)
+            conn.execute(select(r.c.id).where(same_window).order_by(r.c.id).with_for_update())
+            newer = select(r.c.id).where(same_window, r.c.id > run.id, r.c.status == DONE)
+            current = conn.execute(newer.limit(1)).first() is None
+            if current:
+                older = select(r.c.id).where(same_window, r.c.id != run.id, r.c.current == 1)
+                older_ids = [i for (i,) in conn.execute(older)]
+                if older_ids:
+                    conn.execute(update(r).where(r.c.id.in_(older_ids)).values(current=0))
+                    conn.execute(update(m).where(m.c.run_id.in_(older_ids)).values(current=0))
+            _write_results(conn, run, results, current)
             conn.execute(
                 update(r)
                 .where(r.c.id == run.id)
                 .values(
                     status=DONE,
-                    current=1,
+                    current=int(current),
                     finished_at=utcnow(),
                     duration_ms=duration_ms,
                     error=None,
@@ -190,7 +200,7 @@ class RunStore:
 
 
 def _write_results(
-    conn: Connection, run: RunRecord, results: Sequence[tuple[str, MetricResult]]
+    conn: Connection, run: RunRecord, results: Sequence[tuple[str, MetricResult]], current: bool
 ) -> None:
     if not results:
         return
@@ -201,7 +211,7 @@ def _write_results(
             "version_id": run.version_id,
             "window_start_us": run.window_start_us,
             "window_end_us": run.window_end_us,
-            "current": 1,
+            "current": int(current),
             "segment": segment,
             "metric": res.metric,
             "column_name": res.column or "",

@@ -1,0 +1,55 @@
+"""The background jobs every scheduling process runs: one place, for ``serve`` and ``worker``.
+
+Evaluation (APScheduler plans and drains runs), alerting (policies, grouping,
+notification delivery), retraining (retrain requests, promotions, pipeline
+webhooks) and the usage scrapers. Several processes may run them on one
+PostgreSQL store: runs, deliveries and retrain requests are claimed or keyed
+in the database, so each happens once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alerts.service import AlertingService
+from collector.ingest import Ingestor
+from collector.scrape import Scraper
+from evaluators.scheduler import EvaluationService
+from modelwatch.config import Config
+from modelwatch.store.engine import Store
+from modelwatch.store.registry import Registry
+from retrain.service import RetrainService
+
+__all__ = ["ALERTING_INTERVAL_S", "Background", "build_background"]
+
+ALERTING_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True)
+class Background:
+    evaluation: EvaluationService
+    alerting: AlertingService
+    retraining: RetrainService
+    scraper: Scraper
+
+    def start(self) -> None:
+        self.evaluation.start()
+
+    def shutdown(self) -> None:
+        self.evaluation.shutdown()
+        self.scraper.close()
+
+
+def build_background(
+    store: Store, registry: Registry, config: Config, ingestor: Ingestor
+) -> Background:
+    evaluation = EvaluationService(store, registry)
+    worker = evaluation.runner.worker
+    alerting = AlertingService(store, registry, config, worker)
+    evaluation.add_job(alerting.cycle, ALERTING_INTERVAL_S, "alerting")
+    retraining = RetrainService(store, registry, config, worker, alerting.policies)
+    evaluation.add_job(retraining.cycle, ALERTING_INTERVAL_S, "retrain")
+    scraper = Scraper(config.scrape, ingestor)
+    for job, every_s, job_id in scraper.jobs():
+        evaluation.add_job(job, every_s, job_id)
+    return Background(evaluation, alerting, retraining, scraper)

@@ -1,0 +1,207 @@
+"""The demo's whole loop in simulated time: drift → alert → signed retrain webhook to the
+local demo pipeline → its callback registers v3 as challenger with reference data →
+v3 compared with the champion → v3 wins and is promoted → model.promoted webhook.
+
+Like tests/test_demo_alerts.py: the API (for the SDK and the pipeline's callbacks), the
+local Slack sink and the demo pipeline run in-process with the demo's config; the
+evaluation, alerting and retrain services run on a simulated clock, one 30-second
+step at a time (traffic, evaluation, alerting, then a retrain cycle and the
+pipeline's work).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from alerts.service import AlertingService
+from demo.config import SINK_TOKEN, demo_config, describe
+from demo.pipeline import RETRAINED_DESCRIPTION, DemoPipeline
+from demo.simulator import Simulator
+from demo.slack_sink import SlackSink
+from evaluators.scheduler import EvaluationService
+from modelwatch.app import check_config, create_app
+from modelwatch.serving import BackgroundServer
+from modelwatch.settings import Settings
+from modelwatch.store import tables as t
+from modelwatch.store.alerts import AlertStore
+from modelwatch.store.audit import AuditLog
+from modelwatch.store.engine import Store
+from modelwatch.store.migrate import upgrade
+from modelwatch.store.references import ReferenceStore
+from modelwatch.store.registry import Registry
+from modelwatch.webhooks import generate_secret, signed_headers
+from retrain.service import RetrainService
+
+STEP_S = 30.0
+DRIFT_AT_MIN, DRIFT_MINUTES, END_MIN = 6, 6, 16
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _World:
+    def __init__(self, tmp_path: Path, sink: SlackSink, pipeline: DemoPipeline) -> None:
+        url = f"sqlite:///{tmp_path}/demo.db"
+        self.pipeline = pipeline
+        self.store = Store(url)
+        upgrade(self.store)
+        self.start = 60.0 * ((time.time() - 3 * 3600) // 60)
+        self.now = self.start
+        port = _free_port()
+        self.config = demo_config(
+            sink.base_url,
+            external_url=f"http://127.0.0.1:{port}",
+            env={},
+            pipeline=(pipeline.url, pipeline.secret),
+        )
+        check_config(self.config, "demo config")
+        app = create_app(Settings(database_url=url), self.store, self.config)
+        self.server = BackgroundServer(app, "127.0.0.1", port)
+        self.narration: list[str] = []
+        self.registry = Registry(self.store)
+        self.evaluation = EvaluationService(self.store, self.registry, clock=lambda: self.now)
+        self.alerting = AlertingService(
+            self.store,
+            self.registry,
+            self.config,
+            "demo-test",
+            clock=lambda: datetime.fromtimestamp(self.now, UTC),
+        )
+        self.retraining = RetrainService(
+            self.store, self.registry, self.config, "demo-test", self.alerting.policies
+        )
+
+    def simulator(self) -> Simulator:
+        sim = Simulator(self.server.url, seed=7, start=self.start, say=self.narration.append)
+        sim.register()
+        sim.inject_drift(self.start + DRIFT_AT_MIN * 60, DRIFT_MINUTES * 60)
+        self.pipeline.on_trained = lambda _model, version: sim.serve_challenger(version)
+        self.pipeline.on_promoted = lambda _model, version, old: sim.promoted(version, old)
+        return sim
+
+    def step(self, sim: Simulator) -> None:
+        self.now += STEP_S
+        sim.advance(self.now)
+        assert sim.client.flush(30)
+        for monitor in self.evaluation.monitors.list():
+            self.evaluation.plan(monitor)
+        self.evaluation.drain(120)
+        self.alerting.cycle()
+        self.retraining.cycle()
+        assert self.pipeline.wait_idle(30)
+
+    def minutes(self) -> float:
+        return (self.now - self.start) / 60
+
+    def alias(self, version: str) -> str | None:
+        fraud = self.registry.get_model("fraud")
+        return next(
+            (v.alias for v in self.registry.list_versions(fraud) if v.version == version), "gone"
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[_World]:
+    with (
+        SlackSink(token=SINK_TOKEN) as sink,
+        DemoPipeline(generate_secret(), train_s=0.05) as pipeline,
+    ):
+        w = _World(tmp_path, sink, pipeline)
+        pipeline.say = w.narration.append
+        w.server.start()
+        try:
+            yield w
+        finally:
+            w.server.stop()
+            w.store.dispose()
+
+
+def test_drift_retrain_challenger_promotion(world: _World) -> None:
+    pipeline = world.pipeline
+    sim = world.simulator()
+    promoted_at = None
+    try:
+        while world.minutes() < DRIFT_AT_MIN:
+            world.step(sim)
+        assert pipeline.received == [], "no retrain before the drift"
+        while world.minutes() < END_MIN and promoted_at is None:
+            world.step(sim)
+            if world.alias("v3") == "champion":
+                promoted_at = world.minutes()
+    finally:
+        sim.close()
+
+    # The retrain request: delivered, signed (the pipeline verifies), acted on once.
+    assert pipeline.rejected == []
+    kinds = [w.type for w in pipeline.received]
+    assert kinds == ["retrain.requested", "model.promoted"], kinds
+    request = pipeline.received[0].data
+    assert request["model"] == "fraud" and request["version"] == "v1"
+    assert request["policy"] == "fraud-drift-retrain"
+    assert request["callback_url"] == f"{world.server.url}/v1/retrain/callback"
+    assert pipeline.callbacks == [("running", 200), ("succeeded", 200)]
+
+    # v3: registered as challenger by the callback, with its reference data.
+    fraud = world.registry.get_model("fraud")
+    v3 = world.registry.get_version(fraud, "v3")
+    assert v3.description == RETRAINED_DESCRIPTION
+    assert ReferenceStore(world.store).latest_by_version(fraud).get(v3.id) is not None
+
+    # Compared with the champion while the drift was on, and winning: promoted.
+    assert promoted_at is not None, "v3 was never promoted"
+    assert promoted_at < DRIFT_AT_MIN + DRIFT_MINUTES, f"promoted after the drift: {promoted_at}"
+    m = t.metric_results
+    with world.store.read() as conn:
+        rows = conn.execute(
+            select(m.c.label, m.c.value, m.c.ci_low, m.c.status).where(
+                m.c.version_id == v3.id, m.c.metric == "champion_challenger", m.c.segment == ""
+            )
+        ).all()
+    wins = [r for r in rows if r.label == "f1" and r.status == "ok" and r.ci_low > 0.05]
+    assert wins, rows
+    fired = AlertStore(world.store).for_policy("fraud-challenger-wins").values()
+    assert [a.labels["version"] for a in fired] == ["v3"]
+    assert world.alias("v1") is None and world.alias("v2") == "shadow"
+
+    # The deploy webhook reached the pipeline; the simulator heard of both steps.
+    promoted = pipeline.received[1].data
+    assert promoted["version"] == "v3" and promoted["previous_champion"] == "v1"
+    assert any("simulator: fraud v3 (challenger) now scores" in s for s in world.narration)
+    assert any("simulator: fraud v3 is live as the champion" in s for s in world.narration)
+    assert any(s.startswith("[pipeline] retrain.requested for fraud v1") for s in world.narration)
+
+    audit = AuditLog(world.store)
+    for action in ("retrain.requested", "retrain.completed", "model.promoted"):
+        records = audit.query(action=action, model="fraud")
+        assert len(records) == 1, (action, records)
+    assert audit.query(action="retrain.completed")[0].version == "v3"
+    assert audit.query(action="model.promoted")[0].actor == "policy:fraud-challenger-wins"
+    assert "retraining: fraud-drift-retrain" in " ".join(describe(world.config))
+
+
+def test_the_pipeline_refuses_bad_signatures_and_ignores_repeats() -> None:
+    secret = generate_secret()
+    with DemoPipeline(secret) as pipeline:
+        body = b'{"type": "demo.ping", "data": {}}'
+        good = signed_headers([secret], "msg_1", body)
+        with httpx.Client(timeout=10) as http:
+            wrong = signed_headers([generate_secret()], "msg_1", body)
+            assert http.post(pipeline.url, content=body, headers=wrong).status_code == 401
+            tampered = http.post(pipeline.url, content=body + b" ", headers=good)
+            assert tampered.status_code == 401
+            assert http.post(pipeline.url, content=body, headers=good).status_code == 202
+            again = http.post(pipeline.url, content=body, headers=good)
+            assert again.status_code == 200 and again.json() == {"duplicate": True}
+    assert [w.webhook_id for w in pipeline.received] == ["msg_1"]
+    assert len(pipeline.rejected) == 2

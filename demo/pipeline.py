@@ -35,12 +35,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
 
 import httpx
 
 from demo.models import FRAUD, fraud_reference
+from demo.serving import ServedInBackground
 from modelwatch.webhooks import WebhookVerificationError, signed_headers, verify
 
 __all__ = ["RETRAINED_DESCRIPTION", "DemoPipeline", "Webhook"]
@@ -61,7 +61,7 @@ class Webhook:
     data: dict[str, Any]
 
 
-class DemoPipeline:
+class DemoPipeline(ServedInBackground):
     """A threaded local HTTP server; use as a context manager or ``start``/``stop``."""
 
     def __init__(
@@ -89,36 +89,13 @@ class DemoPipeline:
         self._lock = threading.Lock()
         self._jobs: list[threading.Thread] = []
         self._versions = 0
-        self._server = _Server((host, port), _Handler)
-        self._server.pipeline = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="demo-pipeline", daemon=True
-        )
+        server = _Server((host, port), _Handler)
+        server.pipeline = self
+        self._serve(server, "demo-pipeline")
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hooks/modelwatch"
-
-    def start(self) -> DemoPipeline:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> DemoPipeline:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.origin}/hooks/modelwatch"
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait for every training job to finish (tests); False on timeout."""

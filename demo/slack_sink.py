@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qsl
+
+from demo.serving import ServedInBackground
 
 __all__ = ["SinkMessage", "SlackSink"]
 
@@ -67,7 +68,7 @@ class SinkMessage:
         return self.text + "\n" + json.dumps(self.blocks, ensure_ascii=False)
 
 
-class SlackSink:
+class SlackSink(ServedInBackground):
     """A threaded local HTTP server; use as a context manager or ``start``/``stop``."""
 
     def __init__(
@@ -83,36 +84,13 @@ class SlackSink:
         self.messages: list[SinkMessage] = []
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
-        self._server = _Server((host, port), _Handler)
-        self._server.sink = self
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="slack-sink", daemon=True
-        )
+        server = _Server((host, port), _Handler)
+        server.sink = self
+        self._serve(server, "slack-sink")
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/api/"
-
-    def start(self) -> SlackSink:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> SlackSink:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.origin}/api/"
 
     # --- reading -------------------------------------------------------------
     def top_level(self) -> list[SinkMessage]:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -63,6 +64,10 @@ class Store:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    def insert(self, table: Table) -> Any:
+        """The dialect's INSERT for ``table``, which has ``on_conflict_do_nothing/update``."""
+        return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

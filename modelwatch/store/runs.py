@@ -15,13 +15,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from modelwatch.errors import NotFoundError
 from modelwatch.results import MetricResult
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import utcnow
+from modelwatch.timeutil import utcnow
 
 __all__ = ["PlannedRun", "RunRecord", "RunStore"]
 
@@ -71,10 +71,6 @@ def _run(row: Row[Any]) -> RunRecord:
     )
 
 
-def _insert(dialect: str) -> Any:
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t.evaluation_runs)
-
-
 class RunStore:
     def __init__(self, store: Store, lease_s: float = 900.0) -> None:
         self.store = store
@@ -93,10 +89,18 @@ class RunStore:
         with self.store.write() as conn:
             for start in range(0, len(rows), _PLAN_CHUNK):
                 chunk = rows[start : start + _PLAN_CHUNK]
-                stmt = _insert(self.store.dialect).values(chunk).on_conflict_do_nothing()
+                stmt = self.store.insert(t.evaluation_runs).values(chunk).on_conflict_do_nothing()
                 # rowcount is unreliable for multi-row inserts; RETURNING lists only new rows.
                 new += len(conn.execute(stmt.returning(t.evaluation_runs.c.id)).all())
         return new
+
+    def get(self, run_id: int) -> RunRecord:
+        r = t.evaluation_runs
+        with self.store.read() as conn:
+            row = conn.execute(select(r).where(r.c.id == run_id)).first()
+        if row is None:
+            raise NotFoundError(f"no evaluation run with id {run_id}")
+        return _run(row)
 
     def known_keys(
         self, monitor_id: int, version_id: int, since_us: int

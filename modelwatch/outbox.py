@@ -23,13 +23,12 @@ import orjson
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Connection, Row, and_, exists, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import utcnow
 from modelwatch.telemetry import DELIVERY_ATTEMPTS
+from modelwatch.timeutil import utcnow
 
 __all__ = [
     "Delivery",
@@ -129,7 +128,7 @@ class Outbox:
     ) -> bool:
         """Add a delivery in the caller's transaction; False if the key exists already."""
         now = utcnow()
-        insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(t.deliveries)
+        insert = self.store.insert(t.deliveries)
         stmt = insert.values(
             kind=kind,
             stream=stream,

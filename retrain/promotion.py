@@ -22,15 +22,15 @@ from modelwatch.pipelines import PipelineSpec, PromoteAction
 from modelwatch.policies import PolicySpec
 from modelwatch.store import audit
 from modelwatch.store.alerts import FIRING, AlertRecord, AlertStore
+from modelwatch.store.audit import MODEL_PROMOTED
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import ModelRecord, Registry
 from modelwatch.store.retrain import PIPELINE_DELIVERY, RetrainStore
 from modelwatch.timeutil import rfc3339, utcnow
 
-__all__ = ["MODEL_PROMOTED", "Promoter"]
+__all__ = ["Promoter"]
 
 log = logging.getLogger(__name__)
-MODEL_PROMOTED = "model.promoted"
 
 
 class Promoter:
@@ -111,8 +111,8 @@ class Promoter:
         """A human's decision on a pending approval; approving promotes at once."""
         with self.store.write() as conn:
             row = self.retrain.decide(conn, approval_id, approve, actor, comment)
-            model = next(m for m in self.registry.list_models() if m.id == row.model_id)
-            version = next(v for v in self.registry.list_versions(model) if v.id == row.version_id)
+            model = self.registry.model_by_id(row.model_id)
+            version = self.registry.version_by_id(row.version_id)
             audit.record(
                 conn,
                 actor,
@@ -137,15 +137,11 @@ class Promoter:
         deploy: str | None,
     ) -> None:
         """Move the champion alias in ``conn``'s transaction and queue the deploy webhook."""
-        target = self.registry.get_version(model, version)
-        previous = next(
-            (
-                v.version
-                for v in self.registry.list_versions(model)
-                if v.alias == Alias.CHAMPION.value
-            ),
-            None,
-        )
+        versions = self.registry.list_versions(model)
+        target = next((v for v in versions if v.version == version), None)
+        if target is None:
+            target = self.registry.get_version(model, version)  # raises NotFoundError
+        previous = next((v.version for v in versions if v.alias == Alias.CHAMPION.value), None)
         if previous == version:
             raise ConflictError(f"version {version!r} of {model.name!r} is already the champion")
         self.registry.move_alias(conn, model, Alias.CHAMPION, target.id, approved_by, utcnow())

@@ -9,14 +9,13 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import utcnow
+from modelwatch.timeutil import utcnow
 
 __all__ = ["AlertRecord", "AlertStore", "GroupRecord", "SilenceRecord", "fingerprint"]
 
@@ -81,6 +80,12 @@ class SilenceRecord:
 
     def active(self, now: datetime) -> bool:
         return self.expired_at is None and self.starts_at <= now < self.ends_at
+
+    def state(self, now: datetime) -> str:
+        """``expired``, ``active`` or ``pending`` (not started yet) at ``now``."""
+        if self.expired_at or self.ends_at <= now:
+            return "expired"
+        return "active" if self.active(now) else "pending"
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -268,7 +273,7 @@ class AlertStore:
             ).first()
             if row is None:
                 # Another worker may make the same group at the same moment: keep theirs.
-                insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(g)
+                insert = self.store.insert(g)
                 conn.execute(
                     insert.values(
                         receiver=receiver,

@@ -12,15 +12,16 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, select
 
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.timeutil import utcnow
 
-__all__ = ["SYSTEM", "AuditLog", "AuditRecord", "record"]
+__all__ = ["MODEL_PROMOTED", "SYSTEM", "AuditLog", "AuditRecord", "record"]
 
 SYSTEM = "system"
+MODEL_PROMOTED = "model.promoted"
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,3 @@ class AuditLog:
             query = query.where(a.c.id < before_id)
         with self.store.read() as conn:
             return [_record(r) for r in conn.execute(query)]
-
-    def latest(self, model: str, actions: list[str]) -> dict[str, AuditRecord]:
-        """The newest record of each of ``actions`` for a model."""
-        a = t.audit_log
-        newest = (
-            select(func.max(a.c.id))
-            .where(a.c.model == model, a.c.action.in_(actions))
-            .group_by(a.c.action)
-        )
-        with self.store.read() as conn:
-            rows = conn.execute(select(a).where(a.c.id.in_(newest)))
-            return {r.action: _record(r) for r in rows}

@@ -13,15 +13,15 @@ from typing import Any
 from sqlalchemy import func, select
 
 from modelwatch.store import tables as t
-from modelwatch.store.audit import AuditLog
+from modelwatch.store.audit import MODEL_PROMOTED, AuditLog
 from modelwatch.store.engine import Store
+from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
 from modelwatch.timeutil import rfc3339, us_to_datetime, utcnow
 
 __all__ = ["COMPARISON_METRICS", "Ledger"]
 
 COMPARISON_METRICS = ("champion_challenger", "cost_diff")
-_PROMOTIONS = ("model.promoted",)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -33,25 +33,27 @@ class Ledger:
         self.store = store
         self.registry = registry
         self.audit = AuditLog(store)
+        self.references = ReferenceStore(store)
 
     def for_model(self, name: str) -> dict[str, Any]:
         model = self.registry.get_model(name)
         versions = self.registry.list_versions(model)
         by_id = {v.id: v for v in versions}
-        references = self._references([v.id for v in versions])
+        references = self.references.latest_by_version(model)
+        history = self.registry.alias_history(model)
         champion = next((v for v in versions if v.alias == "champion"), None)
         challengers = [v for v in versions if v.alias == "challenger"]
         return {
             "model": model.name,
             "task": model.spec.task.value,
             "last_evaluation": self._last_evaluation(by_id),
-            "last_retrain_requested": self._retrain(model, None),
-            "last_retrain_completed": self._retrain(model, "completed"),
-            "last_promotion": self._last_promotion(model),
-            "champion": self._version(model, champion, references) if champion else None,
+            "last_retrain_requested": self._retrain(model, None, by_id),
+            "last_retrain_completed": self._retrain(model, "completed", by_id),
+            "last_promotion": self._last_promotion(model, history),
+            "champion": self._version(champion, references, history) if champion else None,
             "challengers": [
                 {
-                    **self._version(model, v, references),
+                    **self._version(v, references, history),
                     "comparison": self._comparison(v),
                 }
                 for v in challengers
@@ -63,10 +65,20 @@ class Ledger:
         }
 
     def _version(
-        self, model: ModelRecord, version: VersionRecord, references: dict[int, dict[str, Any]]
+        self,
+        version: VersionRecord,
+        references: dict[int, dict[str, Any]],
+        history: list[dict[str, Any]],
     ) -> dict[str, Any]:
         ref = references.get(version.id)
-        since = self._alias_since(model, version)
+        since = next(
+            (
+                h
+                for h in reversed(history)
+                if h["alias"] == version.alias and h["to_version"] == version.version
+            ),
+            None,
+        )
         return {
             "version": version.version,
             "alias": version.alias,
@@ -81,31 +93,6 @@ class Ledger:
                 "age_seconds": int((utcnow() - ref["uploaded_at"]).total_seconds()),
             },
         }
-
-    def _references(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
-        r = t.reference_datasets
-        newest = (
-            select(func.max(r.c.id)).where(r.c.version_id.in_(version_ids)).group_by(r.c.version_id)
-        )
-        with self.store.read() as conn:
-            rows = conn.execute(select(r).where(r.c.id.in_(newest)))
-            return {row.version_id: dict(row._mapping) for row in rows}
-
-    def _alias_since(self, model: ModelRecord, version: VersionRecord) -> dict[str, Any] | None:
-        ac = t.alias_changes
-        query = (
-            select(ac.c.changed_at, ac.c.changed_by)
-            .where(
-                ac.c.model_id == model.id,
-                ac.c.to_version_id == version.id,
-                ac.c.alias == version.alias,
-            )
-            .order_by(ac.c.id.desc())
-            .limit(1)
-        )
-        with self.store.read() as conn:
-            row = conn.execute(query).first()
-        return dict(row._mapping) if row else None
 
     def _last_evaluation(self, by_id: dict[int, VersionRecord]) -> dict[str, Any] | None:
         runs = t.evaluation_runs
@@ -126,7 +113,9 @@ class Ledger:
             "run_id": row.id,
         }
 
-    def _retrain(self, model: ModelRecord, status: str | None) -> dict[str, Any] | None:
+    def _retrain(
+        self, model: ModelRecord, status: str | None, by_id: dict[int, VersionRecord]
+    ) -> dict[str, Any] | None:
         r = t.retrain_requests
         query = select(r).where(r.c.model_id == model.id, r.c.status != "suppressed")
         if status is not None:
@@ -134,15 +123,9 @@ class Ledger:
         order = r.c.completed_at.desc() if status else r.c.requested_at.desc()
         with self.store.read() as conn:
             row = conn.execute(query.order_by(order, r.c.id.desc()).limit(1)).first()
-            if row is None:
-                return None
-            new_version = None
-            if row.new_version_id is not None:
-                new_version = conn.execute(
-                    select(t.model_versions.c.version).where(
-                        t.model_versions.c.id == row.new_version_id
-                    )
-                ).scalar_one_or_none()
+        if row is None:
+            return None
+        new = by_id.get(row.new_version_id) if row.new_version_id is not None else None
         return {
             "retrain_id": row.uid,
             "policy": row.policy,
@@ -150,26 +133,25 @@ class Ledger:
             "status": row.status,
             "requested_at": _iso(row.requested_at),
             "completed_at": _iso(row.completed_at),
-            "new_version": new_version,
+            "new_version": new.version if new is not None else None,
         }
 
-    def _last_promotion(self, model: ModelRecord) -> dict[str, Any] | None:
+    def _last_promotion(
+        self, model: ModelRecord, history: list[dict[str, Any]]
+    ) -> dict[str, Any] | None:
         """The newest champion change that replaced a champion: by a promote action (with its
         approval) or by hand (``PUT /v1/models/{name}/aliases/champion``, by that key)."""
-        record = self.audit.latest(model.name, list(_PROMOTIONS)).get("model.promoted")
-        ac, mv = t.alias_changes, t.model_versions
-        previous = mv.alias("previous")
-        query = (
-            select(ac.c.changed_at, ac.c.changed_by, mv.c.version, previous.c.version.label("old"))
-            .join(mv, mv.c.id == ac.c.to_version_id)
-            .join(previous, previous.c.id == ac.c.from_version_id)
-            .where(ac.c.model_id == model.id, ac.c.alias == "champion")
-            .order_by(ac.c.id.desc())
-            .limit(1)
+        records = self.audit.query(action=MODEL_PROMOTED, model=model.name, limit=1)
+        record = records[0] if records else None
+        moved = next(
+            (
+                h
+                for h in reversed(history)
+                if h["alias"] == "champion" and h["from_version"] is not None
+            ),
+            None,
         )
-        with self.store.read() as conn:
-            moved = conn.execute(query).first()
-        if record is not None and (moved is None or record.at >= moved.changed_at):
+        if record is not None and (moved is None or record.at >= moved["changed_at"]):
             return {
                 "at": _iso(record.at),
                 "version": record.version,
@@ -180,10 +162,10 @@ class Ledger:
         if moved is None:
             return None
         return {
-            "at": _iso(moved.changed_at),
-            "version": moved.version,
-            "previous_champion": moved.old,
-            "approved_by": moved.changed_by,
+            "at": _iso(moved["changed_at"]),
+            "version": moved["to_version"],
+            "previous_champion": moved["from_version"],
+            "approved_by": moved["changed_by"],
             "approval_id": None,
         }
 

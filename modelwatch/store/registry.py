@@ -9,7 +9,7 @@ from functools import cached_property
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError
 
 from modelwatch.domain import Alias, ModelSpec
@@ -123,13 +123,22 @@ class Registry:
         cached = self._models.get(name)
         if cached is not None:
             return cached
+        return self._read_model(t.models.c.name == name, f"unknown model {name!r}")
+
+    def model_by_id(self, model_id: int) -> ModelRecord:
+        cached = next((m for m in self._models.values() if m.id == model_id), None)
+        if cached is not None:
+            return cached
+        return self._read_model(t.models.c.id == model_id, f"no model with id {model_id}")
+
+    def _read_model(self, where: ColumnElement[bool], missing: str) -> ModelRecord:
         with self.store.read() as conn:
-            row = conn.execute(select(t.models).where(t.models.c.name == name)).first()
+            row = conn.execute(select(t.models).where(where)).first()
         if row is None:
-            raise NotFoundError(f"unknown model {name!r}")
+            raise NotFoundError(missing)
         record = _model_from_row(row)
         with self._lock:
-            self._models[name] = record
+            self._models[record.name] = record
         return record
 
     def list_models(self) -> list[ModelRecord]:
@@ -193,6 +202,14 @@ class Registry:
         with self._lock:
             self._versions[(model.id, version)] = record
         return record
+
+    def version_by_id(self, version_id: int) -> VersionRecord:
+        mv = t.model_versions
+        with self.store.read() as conn:
+            row = conn.execute(select(mv).where(mv.c.id == version_id)).first()
+        if row is None:
+            raise NotFoundError(f"no model version with id {version_id}")
+        return _version_from_row(row)
 
     def list_versions(self, model: ModelRecord) -> list[VersionRecord]:
         with self.store.read() as conn:

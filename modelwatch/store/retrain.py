@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Row, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.outbox import Outbox
@@ -142,7 +141,7 @@ class RetrainStore:
 
     def _lock_cooldown(self, conn: Connection, model_id: int, policy: str) -> datetime | None:
         c = t.retrain_cooldowns
-        insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(c)
+        insert = self.store.insert(c)
         conn.execute(insert.values(model_id=model_id, policy=policy).on_conflict_do_nothing())
         query = select(c.c.last_requested_at).where(c.c.model_id == model_id, c.c.policy == policy)
         if self.store.is_postgres:
@@ -239,7 +238,7 @@ class RetrainStore:
     def disable_endpoint(self, conn: Connection, name: str, reason: str) -> None:
         e = t.pipeline_endpoints
         now = utcnow()
-        insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(e)
+        insert = self.store.insert(e)
         conn.execute(
             insert.values(
                 name=name, disabled_at=now, disabled_reason=reason, updated_at=now
@@ -285,7 +284,7 @@ class RetrainStore:
         trigger was recorded before or the version already has a pending approval."""
         a = t.approvals
         now = utcnow()
-        insert = (postgresql.insert if self.store.is_postgres else sqlite.insert)(a)
+        insert = self.store.insert(a)
         row = conn.execute(
             insert.values(
                 model_id=model_id,

@@ -21,12 +21,13 @@ from modelwatch.outbox import Outbox
 from modelwatch.pipelines import PipelineSpec, PromoteAction
 from modelwatch.policies import PolicySpec
 from modelwatch.store import audit
-from modelwatch.store.alerts import FIRING, AlertRecord, AlertStore
+from modelwatch.store.alerts import AlertRecord, AlertStore
 from modelwatch.store.audit import MODEL_PROMOTED
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import ModelRecord, Registry
 from modelwatch.store.retrain import PIPELINE_DELIVERY, RetrainStore
 from modelwatch.timeutil import rfc3339, utcnow
+from retrain.episodes import undecided_episodes
 
 __all__ = ["Promoter"]
 
@@ -52,25 +53,27 @@ class Promoter:
     def run(self) -> int:
         """Act on every firing promote policy's new episodes; returns decisions made."""
         made = 0
-        for policy in self.policies():
-            actions = [a.promote for a in policy.actions if a.promote is not None]
-            if not actions:
-                continue
+        try:
+            episodes = undecided_episodes(self.policies, self.alerts, self.retrain, "promote")
+        except Exception:
+            log.exception("finding alerts that ask for a promotion failed")
+            return made
+        for e in episodes:
             try:
-                for alert in self.alerts.for_policy(policy.name).values():
-                    if alert.state == FIRING:
-                        made += sum(self._decide(policy, a, alert) for a in actions)
+                assert isinstance(e.action, PromoteAction)
+                made += self._decide(e.policy, e.action, e.alert, e.key)
             except Exception:
-                log.exception("promotion for policy %r failed", policy.name)
+                log.exception("promotion for policy %r failed", e.policy.name)
         return made
 
-    def _decide(self, policy: PolicySpec, action: PromoteAction, alert: AlertRecord) -> bool:
+    def _decide(
+        self, policy: PolicySpec, action: PromoteAction, alert: AlertRecord, key: str
+    ) -> bool:
         version_name = alert.labels.get("version")
         if not version_name:
             return False
         model = self.registry.get_model(alert.model)
         version = self.registry.get_version(model, version_name)
-        started = alert.started_at.isoformat() if alert.started_at else ""
         details = {
             "version": version_name,
             "policy": policy.name,
@@ -84,7 +87,7 @@ class Promoter:
                 model_id=model.id,
                 version_id=version.id,
                 policy=policy.name,
-                trigger_key=f"promote:{policy.name}:{alert.fingerprint}:{started}",
+                trigger_key=key,
                 status="pending" if action.require_approval else "approved",
                 details=details,
                 decided_by=None if action.require_approval else f"policy:{policy.name}",

@@ -43,7 +43,7 @@ class PipelineSender:
     ) -> None:
         self.pipelines = pipelines
         self.retrain = retrain
-        self.transport = transport
+        self.client = httpx.Client(transport=transport)
 
     def __call__(self, delivery: Delivery) -> DeliveryOutcome:
         spec = self.pipelines.get(delivery.target)
@@ -51,12 +51,11 @@ class PipelineSender:
             return DeliveryOutcome(
                 ok=False, permanent=True, detail=f"no pipeline named {delivery.target!r}"
             )
-        disabled = self.retrain.disabled_endpoints().get(spec.name)
+        with self.retrain.store.read() as conn:
+            disabled = self.retrain.disabled_reason(conn, spec.name)
         if disabled is not None:
             return DeliveryOutcome(
-                ok=False,
-                permanent=True,
-                detail=f"pipeline {spec.name!r} is disabled: {disabled['reason']}",
+                ok=False, permanent=True, detail=f"pipeline {spec.name!r} is disabled: {disabled}"
             )
         body = webhook_body(delivery)
         headers = {
@@ -66,8 +65,9 @@ class PipelineSender:
             "user-agent": _USER_AGENT,
         }
         try:
-            with httpx.Client(transport=self.transport, timeout=spec.timeout) as client:
-                response = client.post(spec.url, content=body, headers=headers)
+            response = self.client.post(
+                spec.url, content=body, headers=headers, timeout=spec.timeout
+            )
         except httpx.HTTPError as exc:
             return DeliveryOutcome(ok=False, detail=f"{type(exc).__name__}: {exc}")
         return self._outcome(spec, response)

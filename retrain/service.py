@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+from sqlalchemy import Connection
 
 from modelwatch.config import Config
 from modelwatch.outbox import Delivery, DeliveryOutcome, DeliveryWorker, Outbox, RetryPolicy
@@ -71,52 +72,51 @@ class RetrainService:
             log.exception("retrain cycle failed")
 
     def _delivered(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
-        data = delivery.payload.get("data", {})
-        with self.store.write() as conn:
-            if delivery.payload.get("type") == RETRAIN_REQUESTED:
-                self.retrain.set_status(
-                    conn, delivery.idempotency_key, DELIVERED, only_from=(REQUESTED,)
-                )
-            audit.record(
-                conn,
-                audit.SYSTEM,
-                "pipeline.delivered",
-                model=data.get("model"),
-                version=data.get("version"),
-                subject=delivery.idempotency_key,
-                details={
-                    "pipeline": delivery.target,
-                    "type": delivery.payload.get("type"),
-                    "attempts": delivery.attempts,
-                    "status_code": outcome.status_code,
-                },
-            )
-            self._failure_alert(conn, delivery, data, None)
+        details = {"type": delivery.payload.get("type"), "status_code": outcome.status_code}
+        self._settle(delivery, outcome, DELIVERED, "pipeline.delivered", details)
 
     def _dead(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
+        details = {"error": outcome.detail[:500]}
+        self._settle(delivery, outcome, DEAD, "pipeline.delivery_failed", details)
+
+    def _settle(
+        self,
+        delivery: Delivery,
+        outcome: DeliveryOutcome,
+        status: str,
+        action: str,
+        details: dict[str, Any],
+    ) -> None:
+        """Record a delivery's final outcome: the retrain's status, the audit record, and
+        the delivery-failed alert (fired when dead, resolved by a later success)."""
         data = delivery.payload.get("data", {})
+        failed = status == DEAD
         with self.store.write() as conn:
             if delivery.payload.get("type") == RETRAIN_REQUESTED:
-                self.retrain.set_status(
-                    conn, delivery.idempotency_key, DEAD, reason=outcome.detail[:500]
-                )
+                if failed:
+                    reason = outcome.detail[:500]
+                    self.retrain.set_status(conn, delivery.idempotency_key, DEAD, reason=reason)
+                else:
+                    self.retrain.set_status(
+                        conn, delivery.idempotency_key, DELIVERED, only_from=(REQUESTED,)
+                    )
             audit.record(
                 conn,
                 audit.SYSTEM,
-                "pipeline.delivery_failed",
+                action,
                 model=data.get("model"),
                 version=data.get("version"),
                 subject=delivery.idempotency_key,
-                details={
-                    "pipeline": delivery.target,
-                    "attempts": delivery.attempts,
-                    "error": outcome.detail[:500],
-                },
+                details={"pipeline": delivery.target, "attempts": delivery.attempts, **details},
             )
-            self._failure_alert(conn, delivery, data, outcome)
+            self._failure_alert(conn, delivery, data, outcome if failed else None)
 
     def _failure_alert(
-        self, conn: Any, delivery: Delivery, data: dict[str, Any], failure: DeliveryOutcome | None
+        self,
+        conn: Connection,
+        delivery: Delivery,
+        data: dict[str, Any],
+        failure: DeliveryOutcome | None,
     ) -> None:
         """Fire (``failure``) or resolve the model's delivery-failed alert for this pipeline."""
         model = str(data.get("model") or "")
@@ -127,7 +127,7 @@ class RetrainService:
             "severity": "critical",
         }
         fp = fingerprint(labels)
-        old = self.alerts.for_policy(DELIVERY_FAILED_ALERT).get(fp)
+        old = self.alerts.by_fingerprint(conn, fp)
         if failure is None and (old is None or old.state != FIRING):
             return
         detail = failure.detail[:300] if failure else "a later delivery got through"

@@ -17,11 +17,12 @@ from sqlalchemy import select
 from modelwatch.pipelines import PipelineSpec, RetrainAction
 from modelwatch.policies import PolicySpec
 from modelwatch.store import tables as t
-from modelwatch.store.alerts import FIRING, AlertRecord, AlertStore
+from modelwatch.store.alerts import AlertRecord, AlertStore
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
 from modelwatch.store.retrain import RetrainRequest, RetrainStore, TriggerSpec
 from modelwatch.timeutil import rfc3339, us_to_datetime, utcnow
+from retrain.episodes import undecided_episodes
 
 __all__ = ["RETRAIN_REQUESTED", "RetrainTrigger", "new_webhook_id"]
 
@@ -54,29 +55,27 @@ class RetrainTrigger:
     def run(self) -> list[RetrainRequest]:
         """Decide a request for every firing alert episode not yet decided. Never raises."""
         made: list[RetrainRequest] = []
-        for policy in self.policies():
-            actions = [a.retrain for a in policy.actions if a.retrain is not None]
-            if not actions:
-                continue
+        try:
+            episodes = undecided_episodes(self.policies, self.alerts, self.retrain, "retrain")
+        except Exception:
+            log.exception("finding alerts that ask for a retrain failed")
+            return made
+        for e in episodes:
             try:
-                firing = [
-                    a for a in self.alerts.for_policy(policy.name).values() if a.state == FIRING
-                ]
-                for alert in firing:
-                    for action in actions:
-                        request = self._request(policy, action, alert)
-                        if request is not None:
-                            made.append(request)
+                assert isinstance(e.action, RetrainAction)
+                request = self._request(e.policy, e.action, e.alert, e.key)
             except Exception:
-                log.exception("retrain trigger for policy %r failed", policy.name)
+                log.exception("retrain trigger for policy %r failed", e.policy.name)
+                continue
+            if request is not None:
+                made.append(request)
         return made
 
     def _request(
-        self, policy: PolicySpec, action: RetrainAction, alert: AlertRecord
+        self, policy: PolicySpec, action: RetrainAction, alert: AlertRecord, key: str
     ) -> RetrainRequest | None:
         pipeline = self.pipelines[action.pipeline]
         started = alert.started_at.isoformat() if alert.started_at else ""
-        key = f"retrain:{policy.name}:{action.pipeline}:{alert.fingerprint}:{started}"
         model = self.registry.get_model(alert.model)
         version_name = alert.labels.get("version")
         version = self.registry.get_version(model, version_name) if version_name else None

@@ -148,6 +148,10 @@ class AlertStore:
         with self.store.read() as conn:
             return [_alert(r) for r in conn.execute(query)]
 
+    def by_fingerprint(self, conn: Connection, fp: str) -> AlertRecord | None:
+        row = conn.execute(select(t.alerts).where(t.alerts.c.fingerprint == fp)).first()
+        return None if row is None else _alert(row)
+
     def for_policy(self, policy: str) -> dict[str, AlertRecord]:
         with self.store.read() as conn:
             rows = conn.execute(select(t.alerts).where(t.alerts.c.policy == policy))

@@ -10,13 +10,13 @@ the policy's cooldown. Requests that were held back are kept too, as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, select, union_all, update
 
 from modelwatch.errors import ConflictError, NotFoundError
 from modelwatch.outbox import Outbox
@@ -158,14 +158,9 @@ class RetrainStore:
         ).first()
         if running is not None:
             return f"retrain {running.uid} of {spec.model!r} is still in flight"
-        disabled = conn.execute(
-            select(t.pipeline_endpoints.c.disabled_reason).where(
-                t.pipeline_endpoints.c.name == spec.pipeline,
-                t.pipeline_endpoints.c.disabled_at.is_not(None),
-            )
-        ).first()
+        disabled = self.disabled_reason(conn, spec.pipeline)
         if disabled is not None:
-            return f"pipeline {spec.pipeline!r} is disabled: {disabled.disabled_reason}"
+            return f"pipeline {spec.pipeline!r} is disabled: {disabled}"
         if last is not None and now - last < timedelta(seconds=spec.cooldown_s):
             return f"cooldown: the last retrain for this policy was requested at {last.isoformat()}"
         return None
@@ -188,6 +183,18 @@ class RetrainStore:
             payload=dict(spec.payload),
             max_age_s=spec.max_age_s,
         )
+
+    def decided(self, keys: Collection[str]) -> set[str]:
+        """Which trigger keys have a retrain request or an approval already."""
+        if not keys:
+            return set()
+        r, a = t.retrain_requests, t.approvals
+        query = union_all(
+            select(r.c.trigger_key).where(r.c.trigger_key.in_(keys)),
+            select(a.c.trigger_key).where(a.c.trigger_key.in_(keys)),
+        )
+        with self.store.read() as conn:
+            return {row[0] for row in conn.execute(query)}
 
     def get(self, request_id: int) -> RetrainRequest:
         r = t.retrain_requests
@@ -258,6 +265,14 @@ class RetrainStore:
                 update(e).where(e.c.name == name).values(disabled_at=None, updated_at=utcnow())
             )
             audit.record(conn, actor, "pipeline.enabled", subject=name)
+
+    def disabled_reason(self, conn: Connection, name: str) -> str | None:
+        """Why the endpoint is disabled, or None while it is enabled."""
+        e = t.pipeline_endpoints
+        row = conn.execute(
+            select(e.c.disabled_reason).where(e.c.name == name, e.c.disabled_at.is_not(None))
+        ).first()
+        return None if row is None else str(row.disabled_reason)
 
     def disabled_endpoints(self) -> dict[str, dict[str, Any]]:
         e = t.pipeline_endpoints

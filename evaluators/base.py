@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 
 import polars as pl
 
+from evaluators.intervals import IntervalSettings
 from modelwatch.domain import ModelSpec, Task
 from modelwatch.results import MetricResult, Status
 
@@ -25,8 +26,11 @@ __all__ = [
     "Metric",
     "MetricResult",
     "Status",
+    "Unavailable",
     "UnknownMetricError",
+    "frame_column",
     "get_metric",
+    "interval_settings",
     "metric_keys",
     "register",
 ]
@@ -67,6 +71,29 @@ class EvalContext:
         return self.options.get(name, default)
 
 
+class Unavailable(Exception):
+    """A figure cannot be computed: carries the status to report, the reason and ``n``."""
+
+    def __init__(self, status: Status, detail: str, n: int = 0) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.n = n
+
+
+def interval_settings(options: Mapping[str, Any], n: int = 0) -> IntervalSettings:
+    """The interval options (:meth:`IntervalSettings.from_options`); Unavailable(error) if bad."""
+    try:
+        return IntervalSettings.from_options(options)
+    except ValueError as exc:
+        raise Unavailable(Status.ERROR, str(exc), n) from None
+
+
+def frame_column(frame: pl.DataFrame, name: str, role: str = "feature") -> str | None:
+    """The frame column of ``name`` (prefixed ``<role>:`` when it collides with a reserved name)."""
+    return next((c for c in (name, f"{role}:{name}") if c in frame.columns), None)
+
+
 class Metric(ABC):
     """A metric: ``compute`` turns a context into results (never raises on bad data)."""
 
@@ -83,6 +110,10 @@ class Metric(ABC):
 
     def status_only(self, status: Status, n: int, detail: str, **kwargs: Any) -> MetricResult:
         return MetricResult(self.key, None, n, status=status, detail=detail, **kwargs)
+
+    def unavailable(self, exc: Unavailable, **kwargs: Any) -> MetricResult:
+        """The status-only result an :class:`Unavailable` stands for."""
+        return self.status_only(exc.status, exc.n, exc.detail, **kwargs)
 
 
 class UnknownMetricError(KeyError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evaluators.base import UnknownMetricError, get_metric, metric_keys
+from evaluators.base import UnknownMetricError, metric_keys
 from modelwatch.domain import Task
 from modelwatch.monitors import CheckSpec, MonitorSpec
 
@@ -51,19 +51,17 @@ DEFAULT_CHECKS: dict[Task, list[str]] = {
 
 
 def resolve_checks(spec: MonitorSpec, task: Task) -> list[CheckSpec]:
-    """The monitor's checks, or the task's defaults among the registered metrics."""
+    """The monitor's checks, or the task's defaults (every default key is registered)."""
     if spec.checks:
         return list(spec.checks)
-    known = set(metric_keys())
-    return [CheckSpec(metric=k) for k in DEFAULT_CHECKS[task] if k in known]
+    return [CheckSpec(metric=k) for k in DEFAULT_CHECKS[task]]
 
 
 def unknown_checks(spec: MonitorSpec) -> list[tuple[int, str]]:
     """(index, message) for every check whose metric key is not registered."""
-    problems = []
-    for i, check in enumerate(spec.checks):
-        try:
-            get_metric(check.metric)
-        except UnknownMetricError as exc:
-            problems.append((i, str(exc)))
-    return problems
+    known = set(metric_keys())
+    return [
+        (i, str(UnknownMetricError(check.metric)))
+        for i, check in enumerate(spec.checks)
+        if check.metric not in known
+    ]

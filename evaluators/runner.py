@@ -144,7 +144,7 @@ class Runner:
         champion: VersionRecord | None,
         run: RunRecord,
     ) -> pl.DataFrame | None:
-        if monitor.spec.baseline is Baseline.CHAMPION and champion and champion.id != version.id:
+        if champion is not None and _champion_is_baseline(monitor, version, champion):
             return self._window(model, champion.id, run)
         references = self.references.latest_by_version(model)
         ref = references.get(version.id) or (references.get(champion.id) if champion else None)
@@ -179,9 +179,8 @@ class Runner:
         )
 
     def _segment_column(self, model: ModelRecord, key: str) -> str:
-        names = frame_columns(model.layout)
-        for storage, frame_name in names.by_storage.items():
-            if storage.startswith("g_") and frame_name in (key, f"segment:{key}"):
+        for frame_name in frame_columns(model.layout).segments:
+            if frame_name in (key, f"segment:{key}"):
                 return frame_name
         raise KeyError(f"model {model.name!r} has no segment key {key!r}")
 
@@ -243,10 +242,16 @@ class Runner:
     def _champion(
         self, inputs: _Inputs, champion: VersionRecord
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """The champion's window and usage, read once per run however many checks need them."""
+        """The champion's window and usage, read once per run however many checks need them
+        (the window is the baseline already when the monitor's baseline is the champion)."""
         cached = inputs.champion_frames
         if not cached:
-            cached.append(self._window(inputs.model, champion.id, inputs.run))
+            if inputs.baseline is not None and _champion_is_baseline(
+                inputs.monitor, inputs.version, champion
+            ):
+                cached.append(inputs.baseline)
+            else:
+                cached.append(self._window(inputs.model, champion.id, inputs.run))
             cached.append(self._usage(champion.id, inputs.run))
         return cached[0], cached[1]
 
@@ -297,20 +302,20 @@ def _end_run(span: Span, status: str, seconds: float) -> None:
     RUN_DURATION.record(seconds, {"modelwatch.run.status": status})
 
 
+def _champion_is_baseline(
+    monitor: MonitorRecord, version: VersionRecord, champion: VersionRecord
+) -> bool:
+    """Whether the run's baseline is the champion's window (and not the version's own)."""
+    return monitor.spec.baseline is Baseline.CHAMPION and champion.id != version.id
+
+
 def _safe_compute(metric: Metric, ctx: EvalContext) -> list[MetricResult]:
     try:
         return metric.compute(ctx)
     except Exception as exc:  # a metric bug must not lose the other results
         log.exception("metric %s failed", metric.key)
-        return [
-            MetricResult(
-                metric.key,
-                None,
-                ctx.window.height,
-                Status.ERROR,
-                detail=f"{type(exc).__name__}: {exc}",
-            )
-        ]
+        detail = f"{type(exc).__name__}: {exc}"
+        return [metric.status_only(Status.ERROR, ctx.window.height, detail)]
 
 
 def _conform(model: ModelRecord, frame: pl.DataFrame) -> pl.DataFrame:

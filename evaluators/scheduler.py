@@ -29,6 +29,7 @@ from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
 from modelwatch.store.runs import RunRecord, RunStore
+from modelwatch.timeutil import utcnow
 
 __all__ = ["EvaluationService", "SchedulerState", "worker_name"]
 
@@ -171,7 +172,7 @@ class EvaluationService:
                 continue
             # A new monitor is planned at once; a changed one keeps its trigger's next time.
             # (APScheduler treats next_run_time=None as "paused", so it is only ever a time.)
-            first = {} if monitor.id in self._schedules else {"next_run_time": _now()}
+            first = {} if monitor.id in self._schedules else {"next_run_time": utcnow()}
             scheduler.add_job(
                 self.tick,
                 _trigger(monitor.spec.schedule),
@@ -198,9 +199,3 @@ def _trigger(schedule: str) -> CronTrigger | IntervalTrigger:
     if len(schedule.split()) == 5:
         return CronTrigger.from_crontab(schedule, timezone="UTC")
     return IntervalTrigger(seconds=parse_duration(schedule))
-
-
-def _now() -> object:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

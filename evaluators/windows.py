@@ -2,21 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-__all__ = ["Window", "align", "closed_before"]
+__all__ = ["US", "align", "closed_before"]
 
 US = 1_000_000
-
-
-@dataclass(frozen=True, order=True)
-class Window:
-    start_us: int
-    end_us: int
-
-    @property
-    def hours(self) -> float:
-        return (self.end_us - self.start_us) / (3600 * US)
 
 
 def align(ts_us: int, window_s: int) -> int:

@@ -17,7 +17,16 @@ import numpy.typing as npt
 import polars as pl
 from scipy import stats
 
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
+from evaluators.base import (
+    EvalContext,
+    Family,
+    Metric,
+    MetricResult,
+    Status,
+    Unavailable,
+    interval_settings,
+    register,
+)
 from evaluators.intervals import (
     IntervalSettings,
     bootstrap_interval,
@@ -27,12 +36,7 @@ from evaluators.intervals import (
     wilson,
     z_score,
 )
-from evaluators.metrics.cost import (
-    Unavailable,
-    cost_per_1k,
-    latency_quantile,
-    prediction_count,
-)
+from evaluators.metrics.cost import cost_per_1k, latency_quantile, prediction_count
 from modelwatch.domain import ModelSpec
 
 __all__ = ["ChampionChallenger", "CostDiff"]
@@ -370,10 +374,10 @@ class ChampionChallenger(Metric):
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
         figures = _CLASSIFICATION if ctx.spec.is_classification else _REGRESSION
         try:
-            settings = _settings(ctx)
+            settings = interval_settings(ctx.options)
             samples = _samples(ctx)
         except Unavailable as exc:
-            return [self.status_only(exc.status, exc.n, exc.detail, label=f) for f in figures]
+            return [self.unavailable(exc, label=f) for f in figures]
         return [self._figure(name, fn, samples, ctx.spec, settings) for name, fn in figures.items()]
 
     def _figure(
@@ -391,13 +395,6 @@ class ChampionChallenger(Metric):
             detail=s.mode,
             **bounds(fig.low, fig.high),
         )
-
-
-def _settings(ctx: EvalContext) -> IntervalSettings:
-    try:
-        return IntervalSettings.from_options(ctx.options)
-    except ValueError as exc:
-        raise Unavailable(Status.ERROR, str(exc)) from None
 
 
 @register
@@ -433,7 +430,7 @@ class CostDiff(Metric):
                 raise Unavailable(Status.NOT_APPLICABLE, "no challenger window")
             return fn(ctx)
         except Unavailable as exc:
-            return self.status_only(exc.status, exc.n, exc.detail, label=label)
+            return self.unavailable(exc, label=label)
 
     def _cost(self, ctx: EvalContext) -> MetricResult:
         n1 = prediction_count(ctx.window, ctx.min_samples, "champion: ")
@@ -444,7 +441,7 @@ class CostDiff(Metric):
         return self.result(challenger - champion, n1 + n2, label="cost_per_1k", detail=detail)
 
     def _p95(self, ctx: EvalContext) -> MetricResult:
-        confidence = _settings(ctx).confidence
+        confidence = interval_settings(ctx.options).confidence
         q1, lo1, hi1, n1 = latency_quantile(
             ctx.usage, 0.95, confidence, ctx.min_samples, "champion: "
         )

@@ -18,14 +18,22 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
-from evaluators.intervals import IntervalSettings, quantile_interval
+from evaluators.base import (
+    EvalContext,
+    Family,
+    Metric,
+    MetricResult,
+    Status,
+    Unavailable,
+    interval_settings,
+    register,
+)
+from evaluators.intervals import quantile_interval
 
 __all__ = [
     "CostPer1k",
     "Latency",
     "ResourcePer1k",
-    "Unavailable",
     "cost_per_1k",
     "latency_quantile",
     "prediction_count",
@@ -34,16 +42,6 @@ __all__ = [
 Floats = npt.NDArray[np.float64]
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 PRICE_KEYS = ("cpu_hour", "gpu_hour", "gb_hour")
-
-
-class Unavailable(Exception):
-    """A figure cannot be computed: carries the status to report and the reason."""
-
-    def __init__(self, status: Status, detail: str, n: int = 0) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.n = n
 
 
 def usage_column(usage: pl.DataFrame | None, name: str) -> Floats:
@@ -71,13 +69,6 @@ def number_option(options: Mapping[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def confidence_option(options: Mapping[str, Any]) -> float:
-    try:
-        return IntervalSettings.from_options(options).confidence
-    except ValueError as exc:
-        raise Unavailable(Status.ERROR, str(exc)) from None
-
-
 def prediction_count(window: pl.DataFrame | None, min_samples: int, who: str = "") -> int:
     """The number of predictions in a window, or Unavailable(insufficient_data)."""
     n = 0 if window is None else window.height
@@ -96,14 +87,20 @@ def quantile_ci(values: Floats, q: float, confidence: float) -> tuple[float, flo
     return float(np.quantile(x, q)), float(low[0]), float(high[0])
 
 
-def latency_quantile(
-    usage: pl.DataFrame | None, q: float, confidence: float, min_samples: int, who: str = ""
-) -> tuple[float, float, float, int]:
-    """(quantile, ci_low, ci_high, n) of ``latency_ms``, or Unavailable(insufficient_data)."""
+def latency_values(usage: pl.DataFrame | None, min_samples: int, who: str = "") -> Floats:
+    """The finite ``latency_ms`` samples, or Unavailable(insufficient_data) if too few."""
     values = finite_values(usage, "latency_ms")
     if values.size == 0 or values.size < min_samples:
         detail = f"{who}{values.size} latency samples, minimum {min_samples}"
         raise Unavailable(Status.INSUFFICIENT_DATA, detail, int(values.size))
+    return values
+
+
+def latency_quantile(
+    usage: pl.DataFrame | None, q: float, confidence: float, min_samples: int, who: str = ""
+) -> tuple[float, float, float, int]:
+    """(quantile, ci_low, ci_high, n) of ``latency_ms``, or Unavailable(insufficient_data)."""
+    values = latency_values(usage, min_samples, who)
     return (*quantile_ci(values, q, confidence), int(values.size))
 
 
@@ -191,21 +188,26 @@ class Latency(Metric):
     description = "latency p50/p95/p99 (ms) with order-statistic CIs"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
-        results = []
-        for label, q in QUANTILES.items():
-            try:
-                confidence = confidence_option(ctx.options)
-                value, low, high, n = latency_quantile(ctx.usage, q, confidence, ctx.min_samples)
-            except Unavailable as exc:
-                results.append(self._unavailable(exc, label))
-                continue
-            results.append(
-                self.result(value, n, column="latency_ms", label=label, ci_low=low, ci_high=high)
+        try:
+            confidence = interval_settings(ctx.options).confidence
+            ordered = np.sort(latency_values(ctx.usage, ctx.min_samples))
+        except Unavailable as exc:
+            return [self.unavailable(exc, column="latency_ms", label=label) for label in QUANTILES]
+        qs = np.array(list(QUANTILES.values()))
+        values = np.quantile(ordered, qs)
+        low, high = quantile_interval(ordered, qs, confidence)
+        n = int(ordered.size)
+        return [
+            self.result(
+                float(values[i]),
+                n,
+                column="latency_ms",
+                label=label,
+                ci_low=float(low[i]),
+                ci_high=float(high[i]),
             )
-        return results
-
-    def _unavailable(self, exc: Unavailable, label: str) -> MetricResult:
-        return self.status_only(exc.status, exc.n, exc.detail, column="latency_ms", label=label)
+            for i, label in enumerate(QUANTILES)
+        ]
 
 
 @register
@@ -236,7 +238,7 @@ class ResourcePer1k(Metric):
             try:
                 value, detail = self._figure(ctx, label)
             except Unavailable as exc:
-                results.append(self.status_only(exc.status, exc.n, exc.detail, label=label))
+                results.append(self.unavailable(exc, label=label))
                 continue
             results.append(self.result(value, ctx.window.height, label=label, detail=detail))
         return results

@@ -48,7 +48,16 @@ from typing import Any, ClassVar
 import polars as pl
 
 from evaluators import stattests as st
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
+from evaluators.base import (
+    EvalContext,
+    Family,
+    Metric,
+    MetricResult,
+    Status,
+    Unavailable,
+    frame_column,
+    register,
+)
 from modelwatch.domain import FeatureType
 
 __all__ = [
@@ -128,14 +137,6 @@ class Reference:
     dropped: int
 
 
-class Skip(Exception):
-    """A column's figure is unavailable: the status to report and why."""
-
-    def __init__(self, status: Status, detail: str, n: int = 0) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.n = status, detail, n
-
-
 def default_method(profile: st.ReferenceProfile, current: pl.Series) -> str:
     """evidently's default (``_get_default_stattest``): by reference size, kind and the number
     of distinct values in both samples together."""
@@ -164,15 +165,10 @@ _KINDS = {
 }
 
 
-def _frame_column(frame: pl.DataFrame, name: str, role: str) -> str | None:
-    """The frame column of ``name`` (prefixed ``<role>:`` when it collides with a reserved name)."""
-    return next((c for c in (name, f"{role}:{name}") if c in frame.columns), None)
-
-
 def columns_to_check(ctx: EvalContext, baseline: pl.DataFrame) -> list[Column]:
     columns = []
     for feature in ctx.spec.features:
-        source = _frame_column(ctx.window, feature.name, "feature") or feature.name
+        source = frame_column(ctx.window, feature.name, "feature") or feature.name
         columns.append(Column(source, feature.name, _KINDS[feature.type], is_feature=True))
     both = [c for c in ctx.window.columns if c in baseline.columns]
     scores = [c for c in both if c == "score" or c.startswith(("score_", "score:"))]
@@ -193,7 +189,7 @@ def clean(series: pl.Series, kind: str) -> tuple[pl.Series, int]:
     if series.null_count():
         series = series.drop_nulls()
     if kind == NUMERIC and not series.dtype.is_numeric():
-        raise Skip(Status.ERROR, f"numeric column holds {series.dtype}")
+        raise Unavailable(Status.ERROR, f"numeric column holds {series.dtype}")
     if not series.dtype.is_float():
         return series, 0
     finite = series.is_finite()
@@ -266,17 +262,17 @@ class _Drift(Metric):
     def check(self, ctx: EvalContext, baseline: pl.DataFrame, column: Column) -> MetricResult:
         try:
             return self._check(ctx, baseline, column)
-        except Skip as skip:
-            return self.status_only(skip.status, skip.n, skip.detail, column=column.name)
+        except Unavailable as skip:
+            return self.unavailable(skip, column=column.name)
         except Exception as exc:  # a metric never raises on bad data
             detail = f"{type(exc).__name__}: {exc}"
             return self.status_only(Status.ERROR, 0, detail, column=column.name)
 
     def _check(self, ctx: EvalContext, baseline: pl.DataFrame, column: Column) -> MetricResult:
         if column.kind is None:
-            raise Skip(Status.NOT_APPLICABLE, "text columns have no drift test")
+            raise Unavailable(Status.NOT_APPLICABLE, "text columns have no drift test")
         if column.source not in ctx.window.columns or column.source not in baseline.columns:
-            raise Skip(Status.ERROR, f"column {column.source!r} is missing from a frame")
+            raise Unavailable(Status.ERROR, f"column {column.source!r} is missing from a frame")
         current, dropped = clean(ctx.window.get_column(column.source), column.kind)
         reference = reference_for(baseline, column)
         _require_samples(ctx, column, current, reference)
@@ -305,7 +301,9 @@ class _Drift(Metric):
             return METHODS[default_method(profile, current)]
         method = METHODS[_resolve(chosen)]
         if column.kind not in method.kinds:
-            raise Skip(Status.NOT_APPLICABLE, f"{method.name} is not for {column.kind} columns")
+            raise Unavailable(
+                Status.NOT_APPLICABLE, f"{method.name} is not for {column.kind} columns"
+            )
         return method
 
 
@@ -314,19 +312,23 @@ def _require_samples(
 ) -> None:
     labels = ctx.window.get_column(column.source) if column.source == "label" else None
     if labels is not None and labels.len() and labels.null_count() == labels.len():
-        raise Skip(Status.NO_LABELS, "no ground truth in the window")
+        raise Unavailable(Status.NO_LABELS, "no ground truth in the window")
     minimum = max(ctx.min_samples, 1)
     if current.len() < minimum:
-        raise Skip(Status.INSUFFICIENT_DATA, f"{current.len()} values in the window", current.len())
+        raise Unavailable(
+            Status.INSUFFICIENT_DATA, f"{current.len()} values in the window", current.len()
+        )
     if reference.profile.n < minimum:
         detail = f"{reference.profile.n} values in the baseline"
-        raise Skip(Status.INSUFFICIENT_DATA, detail, current.len())
+        raise Unavailable(Status.INSUFFICIENT_DATA, detail, current.len())
 
 
 def _resolve(name: Any) -> str:
     key = ALIASES.get(str(name), str(name))
     if key not in METHODS:
-        raise Skip(Status.ERROR, f"unknown drift method {name!r}; known: {', '.join(METHODS)}")
+        raise Unavailable(
+            Status.ERROR, f"unknown drift method {name!r}; known: {', '.join(METHODS)}"
+        )
     return key
 
 

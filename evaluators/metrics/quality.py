@@ -17,8 +17,18 @@ from typing import Any
 
 import polars as pl
 
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
-from evaluators.intervals import IntervalSettings, wilson
+from evaluators.base import (
+    EvalContext,
+    Family,
+    Metric,
+    MetricResult,
+    Status,
+    Unavailable,
+    frame_column,
+    interval_settings,
+    register,
+)
+from evaluators.intervals import wilson
 from modelwatch.domain import FeatureSpec, FeatureType
 
 __all__ = [
@@ -28,26 +38,9 @@ __all__ = [
     "SchemaViolations",
     "UnseenCategories",
     "Volume",
-    "feature_column",
 ]
 
 _MAX_LISTED = 5
-
-
-class _Skip(Exception):
-    """A per-feature figure is unavailable: the status to report and why."""
-
-    def __init__(self, status: Status, detail: str, n: int = 0) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.n = status, detail, n
-
-
-def feature_column(frame: pl.DataFrame, name: str) -> str | None:
-    """The frame column of feature ``name`` (prefixed ``feature:`` on a name collision)."""
-    for candidate in (name, f"feature:{name}"):
-        if candidate in frame.columns:
-            return candidate
-    return None
 
 
 def present(series: pl.Series) -> pl.Series:
@@ -59,10 +52,7 @@ def present(series: pl.Series) -> pl.Series:
 
 def share_interval(hits: int, n: int, options: Mapping[str, Any]) -> tuple[float, float]:
     """Wilson score interval of ``hits / n`` at option ``confidence`` (default 0.95)."""
-    try:
-        confidence = IntervalSettings.from_options(options).confidence
-    except ValueError as exc:
-        raise _Skip(Status.ERROR, str(exc), n) from None
+    confidence = interval_settings(options, n).confidence
     low, high = wilson(hits, n, confidence)
     return float(low), float(high)
 
@@ -72,7 +62,7 @@ def threshold_option(options: Mapping[str, Any], name: str = "threshold") -> flo
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise _Skip(Status.ERROR, f"option {name!r} must be a number, got {value!r}")
+        raise Unavailable(Status.ERROR, f"option {name!r} must be a number, got {value!r}")
     return float(value)
 
 
@@ -96,16 +86,16 @@ class _PerFeature(Metric):
     def _one(self, ctx: EvalContext, feature: FeatureSpec) -> MetricResult:
         try:
             return self._checked(ctx, feature)
-        except _Skip as skip:
-            return self.status_only(skip.status, skip.n, skip.detail, column=feature.name)
+        except Unavailable as skip:
+            return self.unavailable(skip, column=feature.name)
 
     def _checked(self, ctx: EvalContext, feature: FeatureSpec) -> MetricResult:
         n = ctx.window.height
         if n == 0 or n < ctx.min_samples:
-            raise _Skip(Status.INSUFFICIENT_DATA, f"{n} rows, minimum {ctx.min_samples}", n)
-        column = feature_column(ctx.window, feature.name)
+            raise Unavailable(Status.INSUFFICIENT_DATA, f"{n} rows, minimum {ctx.min_samples}", n)
+        column = frame_column(ctx.window, feature.name)
         if column is None:
-            raise _Skip(Status.ERROR, f"feature {feature.name!r} is not in the window", n)
+            raise Unavailable(Status.ERROR, f"feature {feature.name!r} is not in the window", n)
         reference = None
         if self.needs_baseline:
             reference = self._reference(ctx, feature.name, n)
@@ -114,11 +104,11 @@ class _PerFeature(Metric):
     @staticmethod
     def _reference(ctx: EvalContext, name: str, n: int) -> pl.Series:
         if ctx.baseline is None:
-            raise _Skip(Status.NO_BASELINE, "no reference for this version", n)
-        column = feature_column(ctx.baseline, name)
+            raise Unavailable(Status.NO_BASELINE, "no reference for this version", n)
+        column = frame_column(ctx.baseline, name)
         values = present(ctx.baseline[column]) if column is not None else None
         if values is None or values.len() == 0:
-            raise _Skip(Status.NO_BASELINE, f"the reference has no values of {name!r}", n)
+            raise Unavailable(Status.NO_BASELINE, f"the reference has no values of {name!r}", n)
         return values
 
     @abstractmethod
@@ -148,7 +138,7 @@ def _sufficient(values: pl.Series, ctx: EvalContext) -> int:
     n = values.len()
     if n == 0 or n < ctx.min_samples:
         detail = f"{n} non-missing values, minimum {ctx.min_samples}"
-        raise _Skip(Status.INSUFFICIENT_DATA, detail, n)
+        raise Unavailable(Status.INSUFFICIENT_DATA, detail, n)
     return n
 
 
@@ -196,7 +186,7 @@ class OutOfRange(_PerFeature):
         ref = ref.cast(pl.Float64, strict=False)
         ref = ref.filter(ref.is_finite())
         if ref.len() == 0:
-            raise _Skip(Status.NO_BASELINE, "the reference has no finite values")
+            raise Unavailable(Status.NO_BASELINE, "the reference has no finite values")
         window = present(values.cast(pl.Float64, strict=False))
         n = _sufficient(window, ctx)
         low, high = float(ref.min()), float(ref.max())  # type: ignore[arg-type]
@@ -262,7 +252,7 @@ class ConstantColumns(_PerFeature):
         detail = f"single value {distinct[0]!r}" if distinct.len() else "all missing"
         try:
             reference = self._reference(ctx, feature.name, n)
-        except _Skip as skip:
+        except Unavailable as skip:
             return self.result(1.0, n, column=feature.name, status=skip.status, detail=detail)
         varied = reference.n_unique() > 1
         detail += "; the reference varies" if varied else "; constant in the reference too"
@@ -289,15 +279,15 @@ class SchemaViolations(Metric):
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
         try:
             return [self._share(ctx)]
-        except _Skip as skip:
-            return [self.status_only(skip.status, skip.n, skip.detail)]
+        except Unavailable as skip:
+            return [self.unavailable(skip)]
 
     def _share(self, ctx: EvalContext) -> MetricResult:
         stored = ctx.window.height
         rejected = _count_option(ctx.options, "rejected_events")
         n = rejected + stored
         if n == 0 or n < ctx.min_samples:
-            raise _Skip(Status.INSUFFICIENT_DATA, f"{n} events, minimum {ctx.min_samples}", n)
+            raise Unavailable(Status.INSUFFICIENT_DATA, f"{n} events, minimum {ctx.min_samples}", n)
         threshold = threshold_option(ctx.options)
         low, high = share_interval(rejected, n, ctx.options)
         value = rejected / n
@@ -312,7 +302,7 @@ def _count_option(options: Mapping[str, Any], name: str) -> int:
     value = options.get(name) or 0
     valid = isinstance(value, int | float) and not isinstance(value, bool)
     if not valid or not math.isfinite(value) or value < 0 or value != int(value):
-        raise _Skip(Status.ERROR, f"option {name!r} must be a count, got {value!r}")
+        raise Unavailable(Status.ERROR, f"option {name!r} must be a count, got {value!r}")
     return int(value)
 
 
@@ -336,7 +326,7 @@ class Volume(Metric):
         try:
             expected = threshold_option(ctx.options, "expected_volume")
             tolerance = threshold_option(ctx.options, "tolerance")
-        except _Skip as skip:
+        except Unavailable as skip:
             return [self.status_only(skip.status, n, skip.detail)]
         tolerance = 0.5 if tolerance is None else tolerance
         if expected is None:

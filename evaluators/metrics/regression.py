@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, register
+from evaluators.base import EvalContext, Family, MetricResult, Status, register
 from evaluators.intervals import (
     Floats,
     IntervalSettings,
@@ -56,26 +56,22 @@ class Errors:
         return int(self.y.size)
 
 
-def errors_sample(metric: Metric, rows: pl.DataFrame) -> Errors | MetricResult:
-    if "prediction" not in rows.columns:
-        return metric.status_only(Status.NOT_APPLICABLE, 0, "the window has no predictions")
-    y = rows["label"].cast(pl.Float64, strict=False).to_numpy()
-    pred = rows["prediction"].cast(pl.Float64, strict=False).to_numpy()
-    finite = np.isfinite(y) & np.isfinite(pred)
-    notes: tuple[str, ...] = ()
-    if not finite.all():
-        bad = int(np.count_nonzero(~finite))
-        notes = (f"{bad} rows with a missing or non-finite label or prediction left out",)
-    return Errors(y[finite], pred[finite] - y[finite], notes)
-
-
 class _RegressionMetric(SampledMetric[Errors]):
     family = Family.REGRESSION
     tasks = frozenset({Task.REGRESSION})
     higher_is_better: ClassVar[bool | None] = False
 
     def sample(self, ctx: EvalContext, rows: pl.DataFrame) -> Errors | MetricResult:
-        return errors_sample(self, rows)
+        if "prediction" not in rows.columns:
+            return self.status_only(Status.NOT_APPLICABLE, 0, "the window has no predictions")
+        y = rows["label"].cast(pl.Float64, strict=False).to_numpy()
+        pred = rows["prediction"].cast(pl.Float64, strict=False).to_numpy()
+        finite = np.isfinite(y) & np.isfinite(pred)
+        notes: tuple[str, ...] = ()
+        if not finite.all():
+            bad = int(np.count_nonzero(~finite))
+            notes = (f"{bad} rows with a missing or non-finite label or prediction left out",)
+        return Errors(y[finite], pred[finite] - y[finite], notes)
 
 
 @register

@@ -16,7 +16,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evaluators.base import EvalContext, get_metric, metric_keys
+from evaluators.base import EvalContext, Family, get_metric, metric_keys
+from evaluators.checks import DEFAULT_CHECKS
 from modelwatch.domain import ModelSpec, Task
 from modelwatch.results import MetricResult, Status
 
@@ -205,7 +206,14 @@ def _check(result: MetricResult, key: str, scenario: str) -> None:
 
 def test_there_are_metrics_in_every_family() -> None:
     families = {get_metric(k).family for k in metric_keys() if not k.startswith("test_")}
-    assert len(families) >= 3, families
+    assert families == set(Family), families
+
+
+def test_every_default_check_is_registered() -> None:
+    assert set(DEFAULT_CHECKS) == set(Task)
+    known = set(metric_keys())
+    for task, keys in DEFAULT_CHECKS.items():
+        assert set(keys) <= known, (task, sorted(set(keys) - known))
 
 
 @pytest.mark.parametrize(("key", "task", "scenario"), _cases())

@@ -14,7 +14,7 @@ from evaluators.base import EvalContext, Family, Metric, register
 from evaluators.planner import Planner
 from evaluators.runner import Runner
 from evaluators.windows import US
-from modelwatch.domain import ModelSpec
+from modelwatch.domain import Alias, ModelSpec
 from modelwatch.monitors import MonitorSpec
 from modelwatch.results import MetricResult, Status
 from modelwatch.store import tables as t
@@ -53,6 +53,19 @@ class BrokenMetric(Metric):
         raise RuntimeError("boom")
 
 
+@register
+class SidesMetric(Metric):
+    """Test comparison metric: remembers each context (champion window, challenger, baseline)."""
+
+    key: ClassVar[str] = "test_sides"
+    family: ClassVar[Family] = Family.COMPARISON
+    seen: ClassVar[list[EvalContext]] = []
+
+    def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        SidesMetric.seen.append(ctx)
+        return [self.result(float(ctx.window.height), ctx.window.height, label="champion")]
+
+
 def _setup(store: Store, **monitor: Any) -> tuple[Registry, Ingestor, MonitorStore, Any]:
     registry = Registry(store)
     model = registry.create_model(ModelSpec.model_validate(CHURN_SPEC), "test")
@@ -77,10 +90,8 @@ def _label(ingestor: Ingestor, ids: range) -> None:
     ingestor.labels({"model": "churn", "labels": labels})
 
 
-def _values(store: Store, label: str, all_runs: bool = False) -> dict[int, float | None]:
-    rows = query_results(
-        store, ResultQuery(version_ids=[1], metric="test_rows", current_only=not all_runs)
-    )
+def _values(store: Store, label: str) -> dict[int, float | None]:
+    rows = query_results(store, ResultQuery(version_ids=[1], metric="test_rows"))
     return {
         (r["window_start_us"] // US - T0) // HOUR: r["value"]
         for r in rows
@@ -106,7 +117,7 @@ def test_plan_closed_windows_once_and_evaluate(store: Store) -> None:
 def test_serving_versions_get_empty_windows_and_oldest_runs_first(store: Store) -> None:
     registry, ingestor, _, monitor = _setup(store)
     model = registry.get_model("churn")
-    registry.set_alias(model, __import__("modelwatch.domain").domain.Alias.CHAMPION, "v1", "test")
+    registry.set_alias(model, Alias.CHAMPION, "v1", "test")
     _send(ingestor, range(0, 4), hour=0)
     _send(ingestor, range(4, 6), hour=3)
     planner = Planner(store, registry, RunStore(store))
@@ -131,13 +142,10 @@ def test_late_labels_re_evaluate_until_the_label_delay(store: Store) -> None:
     assert planner.plan(monitor, now + HOUR * US, since_us=T0 * US) == 1
     runner.run_next()
     assert _values(store, "labels") == {0: 4.0}
-    assert sorted(v or 0 for v in _values(store, "labels", all_runs=True).values()) in (
-        [4.0],
-        [0.0, 4.0],
-    )
     rows = query_results(
         store, ResultQuery(version_ids=[1], metric="test_rows", current_only=False)
     )
+    assert sorted(r["value"] for r in rows if r["label"] == "labels") == [0.0, 4.0]
     assert len({r["run_id"] for r in rows}) == 2 and sum(r["current"] for r in rows) == 2
     _label(ingestor, range(4, 8))
     after_delay = (T0 + 30 * HOUR) * US
@@ -155,6 +163,39 @@ def test_segments_are_evaluated_per_value(store: Store) -> None:
     rows = query_results(store, ResultQuery(version_ids=[1], metric="test_rows"))
     by_segment = {r["segment"]: r["value"] for r in rows if r["label"] == "rows"}
     assert by_segment == {"": 10.0, "country=DE": 6.0, "country=FR": 4.0}
+
+
+def test_a_champion_baseline_is_read_once_for_comparisons(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry, ingestor, _, monitor = _setup(
+        store, checks=["test_sides", "test_rows"], baseline="champion", versions=["v2"]
+    )
+    model = registry.get_model("churn")
+    registry.create_version(model, "v2", None, "test")
+    registry.set_alias(model, Alias.CHAMPION, "v1", "test")
+    registry.set_alias(model, Alias.CHALLENGER, "v2", "test")
+    _send(ingestor, range(0, 6), hour=0)
+    events = [churn_event(i, timestamp=T0 + i) for i in range(6, 10)]
+    ingestor.predictions({"model": "churn", "version": "v2", "events": events})
+    Planner(store, registry, RunStore(store)).plan(monitor, (T0 + HOUR) * US, since_us=T0 * US)
+    reads: list[int] = []
+    window = Runner._window
+
+    def counted(self: Runner, model: Any, version_id: int, run: Any) -> Any:
+        reads.append(version_id)
+        return window(self, model, version_id, run)
+
+    monkeypatch.setattr(Runner, "_window", counted)
+    SidesMetric.seen.clear()
+    runner = Runner(store, registry, "w")
+    while runner.run_next():
+        pass
+    v1, v2 = (registry.get_version(model, v).id for v in ("v1", "v2"))
+    assert sorted(reads) == sorted([v2, v1])  # its own window, then the champion's once
+    [ctx] = SidesMetric.seen
+    assert ctx.window.height == 6 and ctx.challenger is not None and ctx.challenger.height == 4
+    assert ctx.baseline is ctx.window
 
 
 def test_a_failing_metric_is_an_error_result_not_a_failed_run(store: Store) -> None:

@@ -193,11 +193,12 @@ def reference_frame(layout: ModelLayout, frame: pl.DataFrame) -> tuple[pl.DataFr
 
 def parse_reference(
     model: ModelRecord, data: bytes, hint: str | None = None
-) -> tuple[pl.DataFrame, str]:
-    """Raw CSV/Parquet bytes to a validated frame in the model's reference layout."""
+) -> tuple[pl.DataFrame, str, list[str]]:
+    """Raw CSV/Parquet bytes to a validated frame in the model's reference layout;
+    also returns the format (``csv`` or ``parquet``) and the ignored columns."""
     fmt = detect_format(data[:4], hint)
-    coerced, _ = reference_frame(model.layout, read_bytes(data, fmt))
-    return coerced, fmt
+    coerced, ignored = reference_frame(model.layout, read_bytes(data, fmt))
+    return coerced, fmt, ignored
 
 
 def _dtype(kind: ColumnKind) -> type[pl.DataType]:

@@ -21,7 +21,6 @@ request's encoding, 400 for an undecodable body, 415 for other content types.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import zlib
 from collections.abc import Iterable, Iterator
@@ -43,7 +42,13 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality, M
 
 from collector.ingest import Ingestor
 from modelwatch.auth import Principal
-from modelwatch.collectors import CumulativeDeltas, OtlpSpec, to_usage_unit
+from modelwatch.collectors import (
+    CumulativeDeltas,
+    OtlpSpec,
+    UsageReadings,
+    to_usage_unit,
+    usage_sample_id,
+)
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError, NotFoundError, PayloadTooLargeError
 from modelwatch.http import Requires, read_body
@@ -71,19 +76,15 @@ class _Sample:
     time_ns: int
     resource: str
     points: int = 0
-    totals: dict[str, float] = field(default_factory=dict)
-    latency_sum_ms: float = 0.0
-    latency_count: float = 0.0
+    readings: UsageReadings = field(default_factory=UsageReadings)
 
     def as_usage(self) -> dict[str, Any] | None:
-        values = dict(self.totals)
-        if self.latency_count > 0:
-            values["latency_ms"] = self.latency_sum_ms / self.latency_count
+        values = self.readings.values()
         if not values:
             return None
-        key = f"{self.model}\0{self.version}\0{self.resource}\0{self.time_ns}"
-        digest = hashlib.sha256(key.encode()).hexdigest()[:40]
-        return {"timestamp": self.time_ns / 1e9, "sample_id": f"otlp:{digest}", **values}
+        parts = (self.model, self.version, self.resource, str(self.time_ns))
+        sample_id = usage_sample_id("otlp", *parts, length=40)
+        return {"timestamp": self.time_ns / 1e9, "sample_id": sample_id, **values}
 
 
 @dataclass
@@ -167,17 +168,12 @@ class OtlpReceiver:
         value, count = point.value, point.count
         if point.cumulative:
             reading = (value,) if count is None else (value, count)
-            series = repr((metric.name, sample.model, sample.version, sample.resource, point.attrs))
+            series = (metric.name, sample.model, sample.version, sample.resource, point.attrs)
             delta = self.deltas.delta(series, point.start, point.time, reading)
             if delta is None:
                 return
             value, count = delta[0], (None if count is None else delta[1])
-        converted = to_usage_unit(usage_field, value, metric.unit)
-        if usage_field == "latency_ms":  # a mean however many series report it
-            sample.latency_sum_ms += converted
-            sample.latency_count += 1.0 if count is None else count
-        else:
-            sample.totals[usage_field] = sample.totals.get(usage_field, 0.0) + converted
+        sample.readings.add(usage_field, to_usage_unit(usage_field, value, metric.unit), count)
 
     def _store(self, samples: Iterable[_Sample], outcome: _Outcome) -> None:
         groups: dict[tuple[str, str], list[_Sample]] = {}

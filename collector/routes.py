@@ -56,6 +56,11 @@ class LabelBatch(BaseModel):
 
 class UsageDoc(BaseModel):
     timestamp: str | float
+    sample_id: str | None = Field(
+        None,
+        max_length=128,
+        description="optional id; a sample resent with the same id is stored once",
+    )
     latency_ms: float | None = None
     cpu_seconds: float | None = None
     memory_mb: float | None = None
@@ -141,9 +146,9 @@ async def upload_reference(
     model = await run_in_threadpool(registry.get_model, name)
     target = await run_in_threadpool(registry.get_version, model, version)
     data = await read_body(request, settings.max_reference_bytes)
-    fmt = files.detect_format(data[:4], request.headers.get("content-type"))
-    frame = files.read_bytes(data, fmt)
-    coerced, ignored = files.reference_frame(model.layout, frame)
+    coerced, fmt, ignored = await run_in_threadpool(
+        files.parse_reference, model, data, request.headers.get("content-type")
+    )
     references: ReferenceStore = request.app.state.references
     stored = await run_in_threadpool(
         references.save, model, target, coerced, fmt, sha256_hex(data), who.name

@@ -13,7 +13,6 @@ the same target store it once. Failures are logged and counted, never raised.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,8 +27,10 @@ from collector.ingest import Ingestor
 from modelwatch.collectors import (
     CumulativeDeltas,
     ScrapeTarget,
+    UsageReadings,
     to_usage_unit,
     unit_from_prometheus_name,
+    usage_sample_id,
 )
 from modelwatch.telemetry import SCRAPE_FAILURES
 
@@ -39,42 +40,16 @@ log = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 _ACCEPT = "text/plain;version=0.0.4"
-_CUMULATIVE = ("counter", "histogram", "summary", "gaugehistogram")
 
 Job = tuple[Callable[[], object], float, str]
 
 
 @dataclass
 class ScrapeState:
-    """What a target's scrapes did, for health pages and tests."""
+    """A target's failed scrapes, for logs and tests."""
 
-    scrapes: int = 0
-    stored: int = 0
     failures: int = 0
     last_error: str | None = None
-    last_success_at: float | None = None
-
-
-class _Readings:
-    """Usage field values of one scrape: latency as a mean, the rest as totals."""
-
-    def __init__(self) -> None:
-        self.totals: dict[str, float] = {}
-        self.latency_sum = 0.0
-        self.latency_count = 0.0
-
-    def add(self, field: str, value: float, count: float | None = None) -> None:
-        if field == "latency_ms":
-            self.latency_sum += value
-            self.latency_count += 1.0 if count is None else count
-        else:
-            self.totals[field] = self.totals.get(field, 0.0) + value
-
-    def values(self) -> dict[str, float]:
-        out = dict(self.totals)
-        if self.latency_count > 0:
-            out["latency_ms"] = self.latency_sum / self.latency_count
-        return out
 
 
 class Scraper:
@@ -104,14 +79,13 @@ class Scraper:
         """Scrape one target and store its sample; False (logged, counted) on failure."""
         target, state = self.targets[index], self.states[index]
         now = self.clock()
-        state.scrapes += 1
         try:
             text = self._fetch(target)
             values = self._readings(index, target, text, now).values()
             if values:
                 sample = {"timestamp": now, "sample_id": _sample_id(target, now), **values}
                 payload = {"model": target.model, "version": target.version, "samples": [sample]}
-                state.stored += self.ingestor.usage(payload).accepted
+                self.ingestor.usage(payload)
         except Exception as exc:  # a scrape job never raises into the scheduler
             state.failures += 1
             state.last_error = f"{type(exc).__name__}: {exc}"
@@ -124,7 +98,6 @@ class Scraper:
                 state.last_error,
             )
             return False
-        state.last_success_at = now
         return True
 
     def close(self) -> None:
@@ -132,14 +105,20 @@ class Scraper:
 
     def _fetch(self, target: ScrapeTarget) -> str:
         timeout = min(10.0, float(target.interval))
-        response = self._client.get(target.url, timeout=timeout)
-        response.raise_for_status()
-        if len(response.content) > MAX_RESPONSE_BYTES:
-            raise ValueError(f"response of {len(response.content)} bytes is too large")
-        return response.text
+        with self._client.stream("GET", target.url, timeout=timeout) as response:
+            response.raise_for_status()
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise ValueError(
+                        f"response of more than {MAX_RESPONSE_BYTES} bytes is too large"
+                    )
+            # As ``response.text`` decodes a body read in full.
+            return bytes(body).decode(response.encoding or "utf-8", errors="replace")
 
-    def _readings(self, index: int, target: ScrapeTarget, text: str, now: float) -> _Readings:
-        readings = _Readings()
+    def _readings(self, index: int, target: ScrapeTarget, text: str, now: float) -> UsageReadings:
+        readings = UsageReadings()
         time_ns = int(now * 1e9)
         for family in text_string_to_metric_families(text):
             field = _mapped_field(target, family.name, family.samples)
@@ -158,7 +137,7 @@ class Scraper:
                 if s.name.endswith("_created"):
                     continue
                 value = float(s.value)
-                if family.type in _CUMULATIVE:
+                if family.type == "counter":
                     key = (index, s.name, tuple(sorted(s.labels.items())))
                     delta = self.deltas.delta(key, 0, time_ns, (value,))
                     if delta is None:
@@ -198,6 +177,5 @@ def _sum_count(
 
 
 def _sample_id(target: ScrapeTarget, now: float) -> str:
-    key = f"{target.url}\0{target.model}\0{target.version}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return f"scrape:{digest}:{int(now // target.interval)}"
+    series = usage_sample_id("scrape", target.url, target.model, target.version, length=32)
+    return f"{series}:{int(now // target.interval)}"

@@ -427,10 +427,10 @@ def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
                 "required, an RFC 3339 string or Unix seconds",
                 item.get("timestamp"),
             )
-        values: list[float | None] = []
         extra: dict[str, float] = {}
         sample_id = item.get("sample_id")
-        if sample_id is not None and _request_id(sample_id) is None:
+        rid = None if sample_id is None else _request_id(sample_id)
+        if sample_id is not None and rid is None:
             errors.add(
                 (*loc, "sample_id"),
                 f"a non-empty string of at most {REQUEST_ID_MAX} characters",
@@ -456,7 +456,6 @@ def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
         if not errors.items:
             floats = [None if v is None else float(v) for v in values]
             extra_json = orjson.dumps(extra).decode() if extra else None
-            rid = None if sample_id is None else _request_id(sample_id)
             out.rows.append((version_id, ts, received, *floats, extra_json, rid))
     errors.raise_if_any()
     return out

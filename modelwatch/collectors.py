@@ -9,6 +9,7 @@ the field's unit from the metric's unit (OTLP ``unit``) or its name suffix
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Hashable
 from typing import Literal
@@ -19,17 +20,17 @@ from modelwatch.durations import parse_duration
 
 __all__ = [
     "DEFAULT_OTLP_METRICS",
-    "USAGE_TARGETS",
     "CumulativeDeltas",
     "OtlpSpec",
     "ScrapeTarget",
+    "UsageReadings",
     "UsageTarget",
     "to_usage_unit",
     "unit_from_prometheus_name",
+    "usage_sample_id",
 ]
 
 UsageTarget = Literal["latency_ms", "cpu_seconds", "memory_mb", "gpu_seconds"]
-USAGE_TARGETS: tuple[UsageTarget, ...] = ("latency_ms", "cpu_seconds", "memory_mb", "gpu_seconds")
 
 DEFAULT_OTLP_METRICS: dict[str, UsageTarget] = {
     "http.server.request.duration": "latency_ms",
@@ -171,3 +172,35 @@ class CumulativeDeltas:
         if start != last_start or any(v < p for v, p in zip(values, last_values, strict=True)):
             return values
         return tuple(v - p for v, p in zip(values, last_values, strict=True))
+
+
+class UsageReadings:
+    """The usage field values of one sample: latency as a mean (however many series
+    report it), the rest as totals."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.latency_sum = 0.0
+        self.latency_count = 0.0
+
+    def add(self, field: str, value: float, count: float | None = None) -> None:
+        """Add a reading; for ``latency_ms`` ``value`` is the sum of ``count`` observations
+        (one when None)."""
+        if field == "latency_ms":
+            self.latency_sum += value
+            self.latency_count += 1.0 if count is None else count
+        else:
+            self.totals[field] = self.totals.get(field, 0.0) + value
+
+    def values(self) -> dict[str, float]:
+        out = dict(self.totals)
+        if self.latency_count > 0:
+            out["latency_ms"] = self.latency_sum / self.latency_count
+        return out
+
+
+def usage_sample_id(prefix: str, *parts: str, length: int) -> str:
+    """``prefix:`` and the first ``length`` hex digits of the SHA-256 of ``parts``
+    (NUL-separated): a usage sample id derived from what identifies the sample."""
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
+    return f"{prefix}:{digest}"

@@ -35,8 +35,8 @@ from modelwatch.store.retrain import (
 
 __all__ = ["CallbackIn", "CallbackService", "ReferenceParser"]
 
-# (model, raw bytes, format hint) -> (frame in the model's reference layout, format)
-ReferenceParser = Callable[[ModelRecord, bytes, str | None], tuple[pl.DataFrame, str]]
+# (model, raw bytes, format hint) -> (frame in the reference layout, format, ignored columns)
+ReferenceParser = Callable[[ModelRecord, bytes, str | None], tuple[pl.DataFrame, str, list[str]]]
 
 
 class ReferenceIn(BaseModel):
@@ -83,7 +83,7 @@ class CallbackService:
 
     def handle(self, body: CallbackIn, actor: str) -> dict[str, Any]:
         request = self.retrain.by_uid(body.retrain_id)
-        model = next(m for m in self.registry.list_models() if m.id == request.model_id)
+        model = self.registry.model_by_id(request.model_id)
         if body.status == "succeeded":
             return self._succeeded(body, request, model, actor)
         status = RUNNING if body.status == "running" else FAILED
@@ -113,7 +113,11 @@ class CallbackService:
                 [FieldError(("version",), "a succeeded retrain reports its new version")]
             )
         if request.status == COMPLETED:
-            done = self._existing_version(model, request.new_version_id)
+            done = (
+                self.registry.version_by_id(request.new_version_id).version
+                if request.new_version_id is not None
+                else None
+            )
             if done == body.version.version:
                 return self._answer(request.uid)
             raise ConflictError(f"retrain {request.uid} already completed with version {done!r}")
@@ -151,18 +155,13 @@ class CallbackService:
             loc = ("version", "reference", "base64")
             raise ValidationFailed([FieldError(loc, "not valid base64")]) from None
         try:
-            frame, fmt = self.parse_reference(model, data, ref.format)
+            frame, fmt, _ = self.parse_reference(model, data, ref.format)
         except ValidationFailed as exc:  # name the field in the callback body, not the file
             at = ("version", "reference")
             raise ValidationFailed(
                 [FieldError((*at, *e.loc), e.msg, e.input) for e in exc.errors]
             ) from None
         return _Reference(frame, fmt, sha256_hex(data))
-
-    def _existing_version(self, model: ModelRecord, version_id: int | None) -> str | None:
-        return next(
-            (v.version for v in self.registry.list_versions(model) if v.id == version_id), None
-        )
 
     def _answer(self, uid: str) -> dict[str, Any]:
         return self.retrain.by_uid(uid).to_json()

@@ -29,7 +29,6 @@ __all__ = [
     "Sender",
     "Tally",
     "Throttle",
-    "parse_retry_after",
 ]
 
 logger = logging.getLogger("modelwatch.sdk")

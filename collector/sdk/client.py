@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,6 +25,7 @@ from collector.sdk._batcher import Batcher, ClientStats
 from collector.sdk._http import BatchKey, RetryPolicy, Sender
 from collector.sdk.usage import Measurement, measured
 from modelwatch import __version__
+from modelwatch.timeutil import rfc3339
 
 __all__ = ["Client", "Timestamp"]
 
@@ -43,9 +44,7 @@ def _wire_timestamp(value: Timestamp | None) -> float | str:
     if value is None:
         return time.time()
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return rfc3339(value)
     if isinstance(value, bool):
         raise TypeError("timestamp must be a datetime, Unix seconds or an RFC 3339 string")
     if isinstance(value, (int, float)):

@@ -179,6 +179,22 @@ def test_failures_are_logged_and_counted_never_raised(
     assert _stored(store) == []
 
 
+def test_a_response_over_the_size_limit_is_a_failure(
+    churn: TestClient, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("collector.scrape.MAX_RESPONSE_BYTES", 100)
+    target = ScrapeTarget.model_validate({**TARGET, "url": "http://model:9000/metrics"})
+    body = exposition(cpu=1, latency_sum=1, latency_count=1, memory_mib=50)
+    assert len(body.encode()) > 100
+    scraper = Scraper(
+        [target], churn.app.state.ingestor, transport=_mock([httpx.Response(200, text=body)])
+    )
+    assert scraper.scrape(0) is False
+    assert scraper.states[0].failures == 1
+    assert "too large" in (scraper.states[0].last_error or "")
+    assert _stored(store) == []
+
+
 def test_scrape_config_errors_name_the_key(tmp_path: Any) -> None:
     path = tmp_path / "mw.yaml"
     path.write_text(

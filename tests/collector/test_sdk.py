@@ -12,8 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ import orjson
 import pytest
 
 from collector.sdk import Client, ClientStats, RetryPolicy
-from collector.sdk._http import parse_retry_after
 
 FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_attempts=5, max_elapsed=5.0)
 
@@ -551,17 +549,6 @@ def test_measured_decorates_sync_and_async_functions(
     assert len(samples) == 3
     assert samples[2]["latency_ms"] >= 10
     assert {b["version"] for b in server.bodies("/v1/resource-usage")} == {"v2"}
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("2") == 2.0
-    assert parse_retry_after("0.25") == 0.25
-    assert parse_retry_after("-3") is None  # not a valid delay: the client uses its own backoff
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    seconds = parse_retry_after(later)
-    assert seconds is not None and 25 < seconds <= 30
 
 
 def test_invalid_settings_are_refused() -> None:

@@ -40,7 +40,6 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _KNOWN = ("ok", "breach")
-WINDOW = ["monitor_id", "version_id", "window_start_us"]
 
 
 @dataclass(frozen=True)

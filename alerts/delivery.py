@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 from alerts.dispatch import notification_from_json
 from alerts.notifiers.base import Notifier
@@ -47,12 +48,12 @@ class NotificationHandler:
         group = self.alerts.get_group(int(delivery.payload["group_id"]))
         thread = {} if delivery.payload.get("new_thread") else group.thread
         notification = notification_from_json(delivery.payload["notification"], thread)
-        return notifier.send(notification)
+        outcome = notifier.send(notification)
+        if not outcome.thread:
+            return outcome
+        # The group's thread after this message (streams deliver one at a time, in order).
+        return replace(outcome, thread={**thread, **outcome.thread})
 
     def delivered(self, delivery: Delivery, outcome: DeliveryOutcome) -> None:
         if outcome.thread:
-            group_id = int(delivery.payload["group_id"])
-            previous = (
-                {} if delivery.payload.get("new_thread") else self.alerts.get_group(group_id).thread
-            )
-            self.alerts.set_thread(group_id, {**previous, **outcome.thread})
+            self.alerts.set_thread(int(delivery.payload["group_id"]), outcome.thread)

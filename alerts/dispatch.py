@@ -17,17 +17,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from sqlalchemy import update
-
 from alerts.notifiers.base import Alert, Notification
 from alerts.routing import Route, inhibited, routes_for, silenced
 from modelwatch.outbox import Outbox
 from modelwatch.policies import InhibitRule, ReceiverSpec, RouteSpec
-from modelwatch.store import tables as t
 from modelwatch.store.alerts import FIRING, RESOLVED, AlertRecord, AlertStore, GroupRecord
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import utcnow
+from modelwatch.timeutil import utcnow
 
 __all__ = ["NOTIFICATION", "Dispatcher"]
 
@@ -131,7 +127,7 @@ class Dispatcher:
             f"{record.id}|{now.isoformat()}|{sorted(firing)}".encode()
         ).hexdigest()[:40]
         with self.store.write() as conn:
-            if not self._claim(conn, record, {fp: FIRING for fp in firing}, now):
+            if not self.alerts.claim_notification(conn, record, {fp: FIRING for fp in firing}, now):
                 return 0  # another dispatcher notified this group meanwhile
             self.outbox.enqueue(
                 conn,
@@ -158,26 +154,9 @@ class Dispatcher:
             return now >= last + timedelta(seconds=route.group_interval)
         return bool(firing) and now >= last + timedelta(seconds=route.repeat_interval)
 
-    def _claim(self, conn: Any, record: GroupRecord, state: dict[str, str], now: datetime) -> bool:
-        g = t.alert_groups
-        same = (
-            g.c.last_notified_at.is_(None)
-            if record.last_notified_at is None
-            else g.c.last_notified_at == record.last_notified_at
-        )
-        done = conn.execute(
-            update(g)
-            .where(g.c.id == record.id, same)
-            .values(
-                last_notified_at=now,
-                notified_state=orjson.dumps(state, option=orjson.OPT_SORT_KEYS).decode(),
-            )
-        )
-        return bool(done.rowcount)
-
     def _mark(self, record: GroupRecord, state: dict[str, str], now: datetime) -> None:
         with self.store.write() as conn:
-            self._claim(conn, record, state, now)
+            self.alerts.claim_notification(conn, record, state, now)
 
     def _notification(
         self, record: GroupRecord, group: _Group, members: list[AlertRecord]

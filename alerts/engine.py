@@ -92,6 +92,8 @@ class PolicyEngine:
                     row["state"] = INACTIVE  # only a firing alert resolves; pending just ends
                 if old is None and row["state"] == INACTIVE:
                     continue
+                if old is not None and _unchanged(row, old):
+                    continue  # nothing new since the last cycle: no write
                 updates.append((row, old, cause))
         for fp, old in previous.items():  # series that vanished (e.g. a version retired)
             if fp not in seen and old.state in (PENDING, FIRING):
@@ -258,6 +260,23 @@ def _run_ids(results: pl.DataFrame) -> dict[tuple[int, int], int]:
     ).unique(["version_id", "window_start_us"], keep="first")
     rows = best.select("version_id", "window_start_us", "run_id").iter_rows()
     return {(v, w): r for v, w, r in rows}
+
+
+def _unchanged(row: dict[str, Any], old: AlertRecord) -> bool:
+    """Whether saving ``row`` would store exactly what ``old`` holds (bar ``updated_at``)."""
+    return all(row[name] == getattr(old, name) for name in _SAVED if name in row)
+
+
+_SAVED = (
+    "state",
+    "labels",
+    "annotations",
+    "value",
+    "threshold",
+    "trend",
+    "consecutive",
+    "window_start_us",
+)
 
 
 def _ended(old: AlertRecord) -> dict[str, Any]:

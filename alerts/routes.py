@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from alerts.conditions import needed_metrics
 from alerts.routing import inhibited, silenced
 from alerts.service import AlertingService
-from modelwatch.auth import Principal
+from modelwatch.auth import Principal, silence_author
 from modelwatch.domain import Scope
 from modelwatch.durations import Duration
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
@@ -144,9 +144,7 @@ def _silence_json(s: SilenceRecord, now: datetime) -> dict[str, Any]:
         "created_by": s.created_by,
         "comment": s.comment,
         "created_at": s.created_at,
-        "state": "expired"
-        if s.expired_at or s.ends_at <= now
-        else ("active" if s.active(now) else "pending"),
+        "state": s.state(now),
     }
 
 
@@ -161,7 +159,7 @@ def create_silence(
     ends = _aware(body.ends_at) or starts + timedelta(seconds=body.duration or 0)
     if ends <= starts:
         raise ValidationFailed([FieldError(("ends_at",), "must be after starts_at")])
-    author = body.created_by if who.name == "anonymous" else f"{body.created_by} ({who.name})"
+    author = silence_author(body.created_by, who)
     silence = _alerting(request).alerts.create_silence(
         body.matchers, starts, ends, author, body.comment
     )

@@ -28,7 +28,7 @@ from slack_sdk.web import SlackResponse
 
 from alerts.notifiers.base import DeliveryOutcome, Notification, Notifier
 from alerts.notifiers.templates import build_blocks, fallback_text
-from alerts.notifiers.webhook import parse_retry_after
+from modelwatch.timeutil import parse_retry_after
 
 __all__ = ["PERMANENT_ERRORS", "TRANSIENT_ERRORS", "SlackNotifier", "outcome_for_error"]
 

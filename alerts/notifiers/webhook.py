@@ -21,7 +21,7 @@ import httpx
 from alerts.notifiers.base import Alert, DeliveryOutcome, Notification, Notifier
 from modelwatch.timeutil import parse_retry_after, rfc3339
 
-__all__ = ["ZERO_TIME", "WebhookNotifier", "alertmanager_payload", "parse_retry_after", "rfc3339"]
+__all__ = ["ZERO_TIME", "WebhookNotifier", "alertmanager_payload"]
 
 logger = logging.getLogger(__name__)
 

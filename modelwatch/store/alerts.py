@@ -299,14 +299,23 @@ class AlertStore:
                 conn.execute(select(t.alert_groups).where(t.alert_groups.c.id == group_id)).one()
             )
 
-    def mark_notified(
-        self, conn: Connection, group_id: int, state: dict[str, str], at: datetime
-    ) -> None:
-        conn.execute(
-            update(t.alert_groups)
-            .where(t.alert_groups.c.id == group_id)
+    def claim_notification(
+        self, conn: Connection, group: GroupRecord, state: dict[str, str], at: datetime
+    ) -> bool:
+        """Record what the group was told at ``at``, unless another dispatcher notified it
+        since ``group`` was read (compare-and-set); False when that happened."""
+        g = t.alert_groups
+        same = (
+            g.c.last_notified_at.is_(None)
+            if group.last_notified_at is None
+            else g.c.last_notified_at == group.last_notified_at
+        )
+        done = conn.execute(
+            update(g)
+            .where(g.c.id == group.id, same)
             .values(last_notified_at=at, notified_state=_json(state))
         )
+        return bool(done.rowcount)
 
     def set_thread(self, group_id: int, thread: dict[str, Any]) -> None:
         with self.store.write() as conn:

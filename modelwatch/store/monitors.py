@@ -15,7 +15,8 @@ from modelwatch.monitors import MonitorSpec
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import Registry, utcnow
+from modelwatch.store.registry import Registry
+from modelwatch.timeutil import utcnow
 
 __all__ = ["MonitorRecord", "MonitorStore"]
 

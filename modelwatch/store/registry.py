@@ -20,7 +20,7 @@ from modelwatch.store.engine import Store
 from modelwatch.store.layout import ModelLayout
 from modelwatch.timeutil import utcnow
 
-__all__ = ["ModelRecord", "Registry", "VersionRecord", "utcnow"]
+__all__ = ["ModelRecord", "Registry", "VersionRecord"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from alerts.notifiers.base import Alert, Notification
-from alerts.notifiers.webhook import WebhookNotifier, alertmanager_payload, parse_retry_after
+from alerts.notifiers.webhook import WebhookNotifier, alertmanager_payload
+from modelwatch.timeutil import parse_retry_after
 from tests.alerts.receivers import Reply, WebhookReceiver
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

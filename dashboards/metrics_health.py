@@ -12,7 +12,7 @@ from prometheus_client.core import (
     Metric,
     SummaryMetricFamily,
 )
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from dashboards.metrics_catalog import Catalog
 from modelwatch.store import tables as t
@@ -74,24 +74,26 @@ def ingest_families(store: Store, catalog: Catalog) -> Iterator[Metric]:
 
 
 def evaluation_families(store: Store, catalog: Catalog, now_s: float) -> Iterator[Metric]:
-    """Runs by status, their durations, and how far evaluation is behind, per monitor."""
+    """Runs by status, their durations, and how far evaluation is behind, per monitor.
+
+    One grouped scan of the runs: per (monitor, status), the count, the duration's sum
+    and count, and the newest and oldest window end.
+    """
     r = t.evaluation_runs
-    done = r.c.status == "done"
     with store.read() as conn:
-        by_status = conn.execute(
-            select(r.c.monitor_id, r.c.status, func.count()).group_by(r.c.monitor_id, r.c.status)
-        ).all()
-        per_monitor = conn.execute(
+        rows = conn.execute(
             select(
                 r.c.monitor_id,
-                func.sum(case((done, r.c.duration_ms), else_=0.0)),
-                func.count(case((done & r.c.duration_ms.is_not(None), 1))),
-                func.max(case((done, r.c.window_end_us))),
-                func.min(case((r.c.status == "pending", r.c.window_end_us))),
-            ).group_by(r.c.monitor_id)
+                r.c.status,
+                func.count(),
+                func.sum(r.c.duration_ms),
+                func.count(r.c.duration_ms),
+                func.max(r.c.window_end_us),
+                func.min(r.c.window_end_us),
+            ).group_by(r.c.monitor_id, r.c.status)
         ).all()
-    yield _runs(catalog, by_status)
-    yield from _timings(catalog, per_monitor, now_s)
+    yield _runs(catalog, rows)
+    yield from _timings(catalog, rows, now_s)
 
 
 def _runs(catalog: Catalog, rows: Sequence[Any]) -> Metric:
@@ -101,7 +103,7 @@ def _runs(catalog: Catalog, rows: Sequence[Any]) -> Metric:
         labels=[*MONITOR_LABELS, "status"],
     )
     counts: dict[tuple[int, str], int] = defaultdict(int)
-    for monitor_id, status, n in rows:
+    for monitor_id, status, n, *_ in rows:
         counts[(monitor_id, status)] += n
     for monitor_id, (name, model) in catalog.monitors.items():
         for status in RUN_STATUSES:
@@ -125,10 +127,13 @@ def _timings(catalog: Catalog, rows: Sequence[Any], now_s: float) -> Iterator[Me
         "Time since the end of the oldest window waiting to be evaluated (0: none waiting).",
         labels=MONITOR_LABELS,
     )
-    seen = {row[0]: row for row in rows}
+    # Durations and the newest window end are of done runs; the backlog of pending ones.
+    done = {row[0]: (row[3], row[4], row[5]) for row in rows if row[1] == "done"}
+    oldest = {row[0]: row[6] for row in rows if row[1] == "pending"}
     for monitor_id, (name, model) in catalog.monitors.items():
         labels = [name, model]
-        _, total_ms, n, newest_end, oldest_pending = seen.get(monitor_id, (0, 0, 0, None, None))
+        total_ms, n, newest_end = done.get(monitor_id, (0, 0, None))
+        oldest_pending = oldest.get(monitor_id)
         duration.add_metric(labels, int(n or 0), float(total_ms or 0) / 1000.0)
         backlog.add_metric(labels, 0.0 if oldest_pending is None else now_s - oldest_pending / US)
         if newest_end is not None:

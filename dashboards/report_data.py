@@ -14,20 +14,18 @@ import hashlib
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import select, text
 
 from modelwatch.domain import Alias
 from modelwatch.errors import NotFoundError
 from modelwatch.monitors import Baseline
-from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.frames import frame_columns, read_events, read_reference
 from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
-from modelwatch.store.runs import RunRecord
+from modelwatch.store.runs import RunRecord, RunStore, window_states
 
-__all__ = ["ReportFrames", "ReportTarget", "find_target", "get_run", "load_frames"]
+__all__ = ["ReportFrames", "ReportTarget", "find_target", "load_frames"]
 
 REPORT_FORMAT = "1"  # part of every cache key: change it when the reports' content changes
 
@@ -65,20 +63,8 @@ class ReportFrames:
     labelled_rows: int
 
 
-def get_run(store: Store, run_id: int) -> RunRecord:
-    """The run record (any status); NotFoundError when there is none."""
-    r = t.evaluation_runs
-    with store.read() as conn:
-        row = conn.execute(select(r).where(r.c.id == run_id)).first()
-    if row is None:
-        raise NotFoundError(f"no evaluation run with id {run_id}")
-    m = row._mapping
-    fields = {k: m[k] for k in RunRecord.__dataclass_fields__ if k != "current"}
-    return RunRecord(**fields, current=bool(m["current"]))
-
-
 def find_target(store: Store, registry: Registry, run_id: int) -> ReportTarget:
-    run = get_run(store, run_id)
+    run = RunStore(store).get(run_id)
     monitor = MonitorStore(store, registry).get(run.monitor_id)
     model = registry.get_model(monitor.spec.model)
     versions = registry.list_versions(model)
@@ -86,7 +72,9 @@ def find_target(store: Store, registry: Registry, run_id: int) -> ReportTarget:
     if version is None:
         raise NotFoundError(f"run {run_id} belongs to a version that no longer exists")
     champion = next((v for v in versions if v.alias == Alias.CHAMPION.value), None)
-    parts = [REPORT_FORMAT, run.data_state, _window_state(store, model, version.id, run)]
+    # The report's file is named by the run id, so the run's own (planned) data state
+    # would add nothing to the key: only what the window holds now does.
+    parts = [REPORT_FORMAT, _window_state(store, model, version.id, run)]
     if monitor.spec.baseline is Baseline.CHAMPION and champion and champion.id != version.id:
         parts.append(f"champion{champion.id}:{_window_state(store, model, champion.id, run)}")
         state = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
@@ -103,18 +91,14 @@ def find_target(store: Store, registry: Registry, run_id: int) -> ReportTarget:
 
 def _window_state(store: Store, model: ModelRecord, version_id: int, run: RunRecord) -> str:
     """Events and joined labels of the window: how many, and when the latest arrived."""
-    events, labels = model.layout.events.name, model.layout.labels.name
-    where = "e.version_id = :v AND e.ts_us >= :a AND e.ts_us < :b"
-    params = {"v": version_id, "a": run.window_start_us, "b": run.window_end_us}
-    by_events = text(f'SELECT COUNT(*), MAX(e.received_us) FROM "{events}" e WHERE {where}')
-    by_labels = text(
-        f'SELECT COUNT(*), MAX(l.received_us) FROM "{events}" e '
-        f'JOIN "{labels}" l ON l.request_id = e.request_id WHERE {where}'
-    )
-    with store.read() as conn:
-        n_events, events_at = conn.execute(by_events, params).one()
-        n_labels, labels_at = conn.execute(by_labels, params).one()
-    return f"e{n_events}.{events_at or 0}.l{n_labels}.{labels_at or 0}"
+    start, end = run.window_start_us, run.window_end_us
+    # One window, labels included; summed in case the window is not aligned to its length.
+    states = window_states(store, model, version_id, end - start, start, end, start).values()
+    n_events = sum(s.n_events for s in states)
+    events_at = max((s.events_received for s in states), default=0)
+    n_labels = sum(s.n_labels for s in states)
+    labels_at = max((s.labels_received for s in states), default=0)
+    return f"e{n_events}.{events_at}.l{n_labels}.{labels_at}"
 
 
 def load_frames(store: Store, target: ReportTarget, max_rows: int) -> ReportFrames:

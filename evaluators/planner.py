@@ -10,27 +10,16 @@ back to ``backfill`` are planned too, and workers take them oldest first.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-
-from sqlalchemy import text
 
 from evaluators.windows import US, align, closed_before
 from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorRecord
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
-from modelwatch.store.runs import PlannedRun, RunStore
+from modelwatch.store.runs import PlannedRun, RunStore, WindowState, window_states
 
 __all__ = ["Planner"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _WindowState:
-    n_events: int
-    events_received: int
-    n_labels: int = 0
-    labels_received: int = 0
 
 
 class Planner:
@@ -75,7 +64,7 @@ class Planner:
             return []
         window_us = monitor.spec.window * US
         live_from = max(start, align(live_after, monitor.spec.window) - window_us)
-        states = self._states(model, version.id, window_us, start, end, live_from)
+        states = window_states(self.store, model, version.id, window_us, start, end, live_from)
         if not states:
             return []
         known = self.runs.known_keys(monitor.id, version.id, start)
@@ -90,7 +79,7 @@ class Planner:
             empty_from = max(first, align(empty_after, monitor.spec.window))
             windows = sorted(set(windows) | set(range(empty_from, end, window_us)))
         for w in windows:
-            state = states.get(w, _WindowState(0, 0))
+            state = states.get(w, WindowState(0, 0))
             live = w + window_us > live_after
             key = f"e{state.n_events}.{state.events_received}"
             if live:
@@ -111,33 +100,3 @@ class Planner:
                     )
                 )
         return out
-
-    def _states(
-        self,
-        model: ModelRecord,
-        version_id: int,
-        window_us: int,
-        start: int,
-        end: int,
-        live_from: int,
-    ) -> dict[int, _WindowState]:
-        events, labels = model.layout.events.name, model.layout.labels.name
-        params = {"v": version_id, "w": window_us, "start": start, "end": end, "live": live_from}
-        by_events = text(
-            f'SELECT ts_us / :w AS k, COUNT(*), MAX(received_us) FROM "{events}" '
-            "WHERE version_id = :v AND ts_us >= :start AND ts_us < :end GROUP BY ts_us / :w"
-        )
-        by_labels = text(
-            f'SELECT e.ts_us / :w AS k, COUNT(*), MAX(l.received_us) FROM "{events}" e '
-            f'JOIN "{labels}" l ON l.request_id = e.request_id '
-            "WHERE e.version_id = :v AND e.ts_us >= :live AND e.ts_us < :end GROUP BY e.ts_us / :w"
-        )
-        with self.store.read() as conn:
-            rows = conn.execute(by_events, params).all()
-            label_rows = conn.execute(by_labels, params).all() if live_from < end else []
-        labelled = {int(k): (int(n), int(r)) for k, n, r in label_rows}
-        states: dict[int, _WindowState] = {}
-        for k, n, received in rows:
-            nl, lr = labelled.get(int(k), (0, 0))
-            states[int(k) * window_us] = _WindowState(int(n), int(received), nl, lr)
-        return states

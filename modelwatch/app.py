@@ -20,6 +20,7 @@ from dashboards.app import mount_dash
 from dashboards.metrics import build_metrics_registry
 from dashboards.report_routes import router as report_router
 from dashboards.reports import ReportService
+from dashboards.routes import METRICS_REGISTRY_STATE
 from dashboards.routes import router as metrics_router
 from evaluators.base import Family, metric_keys
 from evaluators.routes import router as evaluation_router
@@ -104,13 +105,16 @@ def create_app(
     app.include_router(audit_router)
     app.include_router(report_router)
     families = {key: family.value for family in Family for key in metric_keys(family)}
-    mount_dash(app, store, policies=lambda: list(config.policies), families=families)
-    app.state.metrics_registry = build_metrics_registry(
+    mount_dash(
+        app, store, app.state.keys, policies=lambda: list(config.policies), families=families
+    )
+    metrics_registry = build_metrics_registry(
         store,
         families=families,
         top_features=settings.metrics_top_features,
         scheduler=evaluation.state,
     )
+    setattr(app.state, METRICS_REGISTRY_STATE, metrics_registry)
     app.include_router(metrics_router)
     _document_raw_bodies(app)
     return app

@@ -20,9 +20,9 @@ from modelwatch.errors import AuthError, ConflictError, NotFoundError
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import utcnow
+from modelwatch.timeutil import utcnow
 
-__all__ = ["ApiKey", "KeyStore", "Principal"]
+__all__ = ["ANONYMOUS", "ApiKey", "KeyStore", "Principal", "silence_author"]
 
 _TOKEN_PREFIX = "mw_"
 
@@ -40,6 +40,15 @@ class Principal:
         if needed is Scope.READ:
             return self.scope is Scope.READ
         return self.scope is needed
+
+
+ANONYMOUS = Principal("anonymous", Scope.ADMIN)
+"""The caller while no active key exists: the service is open and allows everything."""
+
+
+def silence_author(created_by: str, who: Principal) -> str:
+    """How a silence records its author: the name given, plus the key's name unless anonymous."""
+    return created_by if who == ANONYMOUS else f"{created_by} ({who.name})"
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,17 @@ class KeyStore:
                 select(t.api_keys.c.id).where(t.api_keys.c.revoked_at.is_(None)).limit(1)
             ).first()
         return found is not None
+
+    def principal(self, token: str | None, missing: str = "missing API key") -> Principal:
+        """Who sends ``token``: anonymous while no key is active, else the token's key.
+
+        Without a token, once a key exists, this raises ``AuthError(missing)``.
+        """
+        if token is None:
+            if not self.any_active():
+                return ANONYMOUS
+            raise AuthError(missing)
+        return self.authenticate(token)
 
     def authenticate(self, token: str) -> Principal:
         parts = token.split("_", 2) if token.startswith(_TOKEN_PREFIX) else []

@@ -37,8 +37,6 @@ __all__ = [
     "require",
 ]
 
-ANONYMOUS = Principal("anonymous", Scope.ADMIN)
-
 
 class ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
@@ -98,13 +96,14 @@ def require(scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]
         keys: KeyStore = request.app.state.keys
         header = request.headers.get("authorization", "")
         if not header:
-            if not await _run(request, keys.any_active):
-                return ANONYMOUS
-            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+            anonymous: Principal = await _run(
+                request, keys.principal, None, "missing API key: send 'Authorization: Bearer <key>'"
+            )
+            return anonymous
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise AuthError("the Authorization header must be 'Bearer <key>'")
-        principal: Principal = await _run(request, keys.authenticate, token.strip())
+        principal: Principal = await _run(request, keys.principal, token.strip())
         if not principal.allows(scope):
             raise PermissionDeniedError(
                 f"API key {principal.name!r} has scope {principal.scope.value!r}; "

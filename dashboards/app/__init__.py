@@ -94,15 +94,19 @@ def _page(data: DashData, path: str, href: Callable[[str], str]) -> Any:
 def mount_dash(
     api: FastAPI,
     store: Store,
+    keys: KeyStore,
     *,
     policies: Callable[[], list[PolicySpec]] = list,
     families: Mapping[str, str] | None = None,
     path: str = DASH_PATH,
 ) -> Dash:
-    """Serve the Dash app at ``path`` in ``api`` (with a redirect from ``path`` itself)."""
+    """Serve the Dash app at ``path`` in ``api`` (with a redirect from ``path`` itself).
+
+    ``keys`` is the API's key store: the app takes the same keys as the REST API.
+    """
     dash_app = create_dash(store, policies=policies, families=families, prefix=path)
     wsgi = WSGIMiddleware(dash_app.server)  # type: ignore[arg-type]
-    api.mount(path, DashAuth(wsgi, KeyStore(store)))  # type: ignore[arg-type]
+    api.mount(path, DashAuth(wsgi, keys))  # type: ignore[arg-type]
 
     async def redirect() -> RedirectResponse:
         return RedirectResponse(path + "/")

@@ -24,7 +24,6 @@ from modelwatch.errors import AuthError
 __all__ = ["PRINCIPAL_HEADER", "DashAuth", "current_principal"]
 
 PRINCIPAL_HEADER = "x-modelwatch-principal"
-ANONYMOUS = Principal("anonymous", Scope.ADMIN)
 
 ASGIScope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -72,13 +71,11 @@ class DashAuth:
 
     def _authenticate(self, header: str) -> Principal:
         if not header:
-            if not self.keys.any_active():
-                return ANONYMOUS
-            raise AuthError("missing API key")
+            return self.keys.principal(None)
         token = _token(header)
         if token is None:
             raise AuthError("send the API key as 'Bearer <key>' or as the Basic auth password")
-        return self.keys.authenticate(token)
+        return self.keys.principal(token)
 
 
 async def _unauthorized(send: Send, detail: str) -> None:

@@ -8,7 +8,9 @@ from typing import Any
 
 from dash import html
 
-__all__ = ["STATUS_COLORS", "duration_text", "status_badge", "table", "time_text"]
+from modelwatch.timeutil import utcnow
+
+__all__ = ["STATUS_COLORS", "ago", "duration_text", "status_badge", "table", "time_text"]
 
 STATUS_COLORS = {
     "ok": "#2ca02c",
@@ -33,6 +35,13 @@ def duration_text(age: timedelta | None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit}"
     return f"{max(seconds, 0)}s"
+
+
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long before ``now`` (default: the current time) ``moment`` was, or ``never``."""
+    if moment is None:
+        return "never"
+    return f"{duration_text((now or utcnow()) - moment)} ago"
 
 
 def status_badge(status: str) -> html.Span:

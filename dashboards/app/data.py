@@ -1,15 +1,17 @@
 """Everything the Dash pages read or write, in one place, as set-based queries into polars.
 
-Pages never touch the store themselves, so this module is the one to change when
-the ledger moves to ``GET /v1/models/{name}/ledger``. Every read is one query per
-page section (never one per point) and comes back as a polars frame.
+Pages never touch the store themselves. Every read is one query per page section
+(never one per point) and comes back as a polars frame. The ledger page reads here,
+set-based across every model, on purpose: the per-model ledger
+(:class:`modelwatch.store.ledger.Ledger`, ``GET /v1/models/{name}/ledger``) would take
+several queries per model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import polars as pl
@@ -19,9 +21,11 @@ from modelwatch.policies import Condition, Matcher, PolicySpec
 from modelwatch.store import tables as t
 from modelwatch.store.alerts import FIRING, AlertStore, SilenceRecord
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import Registry, utcnow
+from modelwatch.store.references import ReferenceStore
+from modelwatch.store.registry import Registry
+from modelwatch.timeutil import utcnow
 
-__all__ = ["STATUS_ORDER", "X_FORMAT", "DashData", "PolicyThreshold", "ago", "worst_by"]
+__all__ = ["STATUS_ORDER", "X_FORMAT", "DashData", "PolicyThreshold", "worst_by"]
 
 DAY_US = 86_400 * 1_000_000
 X_FORMAT = "%Y-%m-%d %H:%M"  # UTC, as plotly reads date strings
@@ -122,6 +126,7 @@ class DashData:
         self.store = store
         self.registry = Registry(store)
         self.alerts = AlertStore(store)
+        self.reference_store = ReferenceStore(store)
         self._config_policies = policies
         self.families = dict(families)
 
@@ -215,10 +220,16 @@ class DashData:
         return {model: int(n) for model, n in self._rows(query)}
 
     # --- model page ------------------------------------------------------------------
-    def results(self, model: str, days: int | None) -> pl.DataFrame:
+    def results(
+        self, model: str, days: int | None, versions: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
         """Current whole-traffic results of every version of ``model``, newest ``days`` only,
-        with ``version``, ``alias``, ``family``, a UTC ``window`` and its text ``x``."""
-        versions = self.versions(model)
+        with ``version``, ``alias``, ``family``, a UTC ``window`` and its text ``x``.
+
+        ``versions`` is ``self.versions(model)`` when the caller has read it already.
+        """
+        if versions is None:
+            versions = self.versions(model)
         r = t.metric_results
         ids = versions["version_id"].to_list()
         query = select(*(r.c[c] for c in RESULT_COLUMNS)).where(
@@ -343,15 +354,14 @@ class DashData:
 
     def references(self) -> pl.DataFrame:
         """The active (newest) reference upload of each version."""
-        rd = t.reference_datasets
-        newest = select(func.max(rd.c.id)).group_by(rd.c.version_id)
-        query = select(rd.c.version_id, rd.c.rows, rd.c.uploaded_at).where(rd.c.id.in_(newest))
+        latest = self.reference_store.latest_for_versions(None)
+        rows = [(version_id, r["rows"], r["uploaded_at"]) for version_id, r in latest.items()]
         schema = {
             "version_id": pl.Int64,
             "reference_rows": pl.Int64,
             "reference_uploaded_at": pl.Datetime("us", "UTC"),
         }
-        return _frame(self._rows(query), schema)
+        return _frame(rows, schema)
 
     def ledger(self) -> pl.DataFrame:
         """Per version: alias, latest evaluation (window and worst status), reference age."""
@@ -368,13 +378,3 @@ class DashData:
                 )
             )
         )
-
-
-def ago(moment: datetime | None, now: datetime | None = None) -> str:
-    if moment is None:
-        return "never"
-    seconds = int(((now or utcnow()) - moment).total_seconds())
-    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{max(seconds, 0)}s ago"

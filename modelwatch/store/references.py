@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import ModelRecord, VersionRecord, utcnow
+from modelwatch.store.registry import ModelRecord, VersionRecord
+from modelwatch.timeutil import utcnow
 
 __all__ = ["ReferenceStore", "StoredReference"]
 
@@ -70,13 +71,21 @@ class ReferenceStore:
         return StoredReference(dataset_id, frame.height, digest)
 
     def latest_by_version(self, model: ModelRecord) -> dict[int, dict[str, Any]]:
-        rd, mv = t.reference_datasets, t.model_versions
-        newest = (
-            select(func.max(rd.c.id))
-            .join(mv, mv.c.id == rd.c.version_id)
-            .where(mv.c.model_id == model.id)
-            .group_by(rd.c.version_id)
-        )
+        """The active (newest) reference upload of each of ``model``'s versions, by version id."""
+        mv = t.model_versions
+        return self._latest(select(mv.c.id).where(mv.c.model_id == model.id))
+
+    def latest_for_versions(self, version_ids: Iterable[int] | None) -> dict[int, dict[str, Any]]:
+        """The active (newest) reference upload of each version, by version id; ``None``: of
+        every version (of every model)."""
+        return self._latest(None if version_ids is None else list(version_ids))
+
+    def _latest(self, versions: Select[Any] | list[int] | None) -> dict[int, dict[str, Any]]:
+        """The newest upload per version, of the versions ``versions`` lists or selects."""
+        rd = t.reference_datasets
+        newest = select(func.max(rd.c.id)).group_by(rd.c.version_id)
+        if versions is not None:
+            newest = newest.where(rd.c.version_id.in_(versions))
         with self.store.read() as conn:
             rows = conn.execute(select(rd).where(rd.c.id.in_(newest))).all()
         return {

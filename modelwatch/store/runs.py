@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy import Connection, Row, and_, func, select, text, update
 
 from modelwatch.errors import NotFoundError
 from modelwatch.results import MetricResult
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
+from modelwatch.store.registry import ModelRecord
 from modelwatch.timeutil import utcnow
 
-__all__ = ["PlannedRun", "RunRecord", "RunStore"]
+__all__ = ["PlannedRun", "RunRecord", "RunStore", "WindowState", "window_states"]
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 MAX_ATTEMPTS = 3
@@ -232,3 +233,49 @@ def _write_results(
         for segment, res in results
     ]
     conn.execute(t.metric_results.insert(), rows)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """A window's observed data: its events and joined labels, how many and newest receipt."""
+
+    n_events: int
+    events_received: int
+    n_labels: int = 0
+    labels_received: int = 0
+
+
+def window_states(
+    store: Store,
+    model: ModelRecord,
+    version_id: int,
+    window_us: int,
+    start: int,
+    end: int,
+    live_from: int,
+) -> dict[int, WindowState]:
+    """The data state of each ``window_us`` window in [start, end) holding events, by start.
+
+    Windows are aligned to multiples of ``window_us``. Labels are counted only for
+    windows from ``live_from`` on (the others are 0).
+    """
+    events, labels = model.layout.events.name, model.layout.labels.name
+    params = {"v": version_id, "w": window_us, "start": start, "end": end, "live": live_from}
+    by_events = text(
+        f'SELECT ts_us / :w AS k, COUNT(*), MAX(received_us) FROM "{events}" '
+        "WHERE version_id = :v AND ts_us >= :start AND ts_us < :end GROUP BY ts_us / :w"
+    )
+    by_labels = text(
+        f'SELECT e.ts_us / :w AS k, COUNT(*), MAX(l.received_us) FROM "{events}" e '
+        f'JOIN "{labels}" l ON l.request_id = e.request_id '
+        "WHERE e.version_id = :v AND e.ts_us >= :live AND e.ts_us < :end GROUP BY e.ts_us / :w"
+    )
+    with store.read() as conn:
+        rows = conn.execute(by_events, params).all()
+        label_rows = conn.execute(by_labels, params).all() if live_from < end else []
+    labelled = {int(k): (int(n), int(r)) for k, n, r in label_rows}
+    states: dict[int, WindowState] = {}
+    for k, n, received in rows:
+        nl, lr = labelled.get(int(k), (0, 0))
+        states[int(k) * window_us] = WindowState(int(n), int(received), nl, lr)
+    return states

@@ -29,7 +29,7 @@ THRESHOLD = PolicySpec.model_validate(
 
 
 def test_results_are_the_stored_current_results_with_version_and_family(store: Store) -> None:
-    seeded = seed(store, 6, ("churn",))
+    seeded = seed(store, 30, ("churn",))
     data = DashData(store, lambda: [THRESHOLD], FAMILIES)
     frame = data.results("churn", days=None)
     v1 = seeded.version_ids["v1"]
@@ -39,8 +39,11 @@ def test_results_are_the_stored_current_results_with_version_and_family(store: S
     assert shown["window_start_us"].to_list() == seeded.windows_us
     assert set(shown["alias"]) == {"champion"}
     assert set(frame.filter(pl.col("metric") == "data_drift")["family"]) == {"drift"}
+    assert frame["window_start_us"].n_unique() == 30
     recent = data.results("churn", days=1)
-    assert recent["window_start_us"].n_unique() == 6  # all six hours are within a day
+    # The newest window and the 23 before it: a day back from the newest window's start.
+    assert recent["window_start_us"].n_unique() == 24
+    assert sorted(set(recent["window_start_us"])) == seeded.windows_us[-24:]
     (rule,) = data.policy_thresholds("churn")
     assert (rule.metric, rule.op, rule.value) == ("accuracy", "<", 0.8)
     assert data.policy_thresholds("fraud") == []

@@ -10,6 +10,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dashboards.app.auth import current_principal
 from dashboards.app.components import status_badge, table, time_text
 from dashboards.app.data import DashData
+from modelwatch.auth import silence_author
 from modelwatch.domain import Scope
 from modelwatch.durations import parse_duration
 from modelwatch.policies import Matcher
@@ -62,9 +63,7 @@ def _silences(data: DashData) -> html.Table | html.P:
             "matchers": ", ".join(f'{m.name}{m.op}"{m.value}"' for m in s.matchers),
             "starts": s.starts_at,
             "ends": s.ends_at,
-            "state": "expired"
-            if s.expired_at or s.ends_at <= now
-            else ("active" if s.active(now) else "pending"),
+            "state": s.state(now),
             "created by": s.created_by,
             "comment": s.comment,
         }
@@ -162,9 +161,7 @@ def register_alert_callbacks(app: Dash, data: DashData) -> None:
             parsed, seconds, why, author = parse_silence_form(matchers, duration, comment, creator)
         except ValueError as exc:
             return _error(str(exc)), no_update
-        if who.name != "anonymous":  # as POST /v1/silences records it
-            author = f"{author} ({who.name})"
-        silence = data.create_silence(parsed, seconds, author, why)
+        silence = data.create_silence(parsed, seconds, silence_author(author, who), why)
         done = html.Span(
             f"silence {silence.id} created, until {time_text(silence.ends_at)}",
             id="silence-created",

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from dash import dcc, html
 
-from dashboards.app.components import status_badge, table
-from dashboards.app.data import DashData, ago, worst_by
+from dashboards.app.components import ago, status_badge, table
+from dashboards.app.data import DashData, worst_by
 from dashboards.app.figures import version_name
 
 __all__ = ["fleet_layout"]
@@ -26,9 +26,11 @@ def fleet_layout(data: DashData, href: Callable[[str], str]) -> html.Div:
         statuses.join(versions.select("version_id", "model"), on="version_id"), "model"
     )
     status_of = dict(zip(worst["model"], worst["status"], strict=True))
+    parts = per_version.partition_by("model", as_dict=True)
+    no_versions = per_version.clear()  # a model registered without versions yet
     rows = []
-    for (model,), part in per_version.group_by("model", maintain_order=True):
-        name = str(model)
+    for name in sorted(data.model_names()):
+        part = parts.get((name,), no_versions)
         last = part["last_evaluated"].max()
         last_at = last if isinstance(last, datetime) else None
         rows.append(
@@ -43,29 +45,9 @@ def fleet_layout(data: DashData, href: Callable[[str], str]) -> html.Div:
                 "events (24h)": int(part["events_24h"].fill_null(0).sum()),
             }
         )
-    known = set(versions["model"].to_list())
-    rows += [_bare_model(name, href) for name in data.model_names() if name not in known]
-    rows.sort(key=lambda r: _name_of(r))
     return html.Div(
         [
             html.H2("Fleet"),
             table("fleet-table", COLUMNS, rows, empty="no models registered yet"),
         ]
     )
-
-
-def _bare_model(name: str, href: Callable[[str], str]) -> dict[str, object]:
-    """A model without versions yet."""
-    return {
-        "model": dcc.Link(name, href=href(f"/models/{name}")),
-        "versions": "",
-        "status": status_badge("no results"),
-        "firing alerts": 0,
-        "last evaluation": "never",
-        "events (24h)": 0,
-    }
-
-
-def _name_of(row: dict[str, object]) -> str:
-    link = row["model"]
-    return str(getattr(link, "children", ""))

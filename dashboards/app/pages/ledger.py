@@ -1,7 +1,8 @@
 """Ledger page (``/dash/ledger``): per model, its versions, alias moves and evaluations.
 
-Read from the registry for now; :mod:`dashboards.app.data` is where it will switch
-to the model ledger (``GET /v1/models/{name}/ledger``).
+Read through :class:`~dashboards.app.data.DashData`, set-based across every model on
+purpose, rather than from the per-model ledger (:mod:`modelwatch.store.ledger`, served
+as ``GET /v1/models/{name}/ledger``), which takes several queries per model.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import Any
 import polars as pl
 from dash import dcc, html
 
-from dashboards.app.components import duration_text, status_badge, table
-from dashboards.app.data import DashData, ago
+from dashboards.app.components import ago, duration_text, status_badge, table
+from dashboards.app.data import DashData
+from modelwatch.timeutil import us_to_datetime
 
 __all__ = ["ledger_layout"]
 
@@ -34,16 +36,13 @@ MOVE_COLUMNS = ("when", "alias", "from", "to", "by")
 def _version_rows(part: pl.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for r in part.iter_rows(named=True):
-        window = r["latest_window_us"]
         rows.append(
             {
                 "version": r["version"],
                 "alias": r["alias"] or "",
                 "registered": r["created_at"],
                 "by": r["created_by"],
-                "latest window": None
-                if window is None
-                else pl.from_epoch(pl.Series([window]), time_unit="us")[0],
+                "latest window": us_to_datetime(r["latest_window_us"]),
                 "status": status_badge(r["status"] or "no results"),
                 "last evaluated": ago(r["last_evaluated"]),
                 "reference rows": r["reference_rows"],

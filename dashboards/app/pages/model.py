@@ -131,9 +131,8 @@ def _series(results: pl.DataFrame) -> tuple[list[str], list[str]]:
     return keys, labels
 
 
-def _versions(data: DashData, name: str) -> tuple[Options, list[int], int | None]:
+def _versions(versions: pl.DataFrame) -> tuple[Options, list[int], int | None]:
     """Version options, their ids, and the champion's id (the default choice)."""
-    versions = data.versions(name)
     ids = versions["version_id"].to_list()
     names = versions["version"].to_list()
     aliases = versions["alias"].to_list()
@@ -257,10 +256,11 @@ def register_model_callbacks(app: Dash, data: DashData, href: Callable[[str], st
         drift_show: str,
         comparison: str | None,
     ) -> tuple[Any, ...]:
-        results = data.results(name, days)
+        versions = data.versions(name)
+        results = data.results(name, days, versions)
         keys, key_labels = _series(results)
         series = _pick(series, keys, series_key("accuracy", "", ""))
-        version_options, version_ids, champion = _versions(data, name)
+        version_options, version_ids, champion = _versions(versions)
         version = _pick(version, version_ids, champion)
         drift = results.filter(pl.col("family") == "drift")
         drift_metrics = sorted(drift["metric"].unique().to_list())

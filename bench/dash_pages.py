@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.common import best_of
 from dashboards.app.data import DashData
 from dashboards.app.figures import (
     comparison_figure,
@@ -52,15 +51,6 @@ PAGES: dict[str, tuple[str, str]] = {
     "alerts": ("/dash/alerts", "#history-table"),
     "ledger": ("/dash/ledger", "#ledger-moves-churn"),
 }
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def build_model_page(data: DashData, champion: int) -> None:
@@ -92,7 +82,7 @@ def main() -> None:
         seeded = seed(store, args.windows, ("churn",))
         data = DashData(store, list, FAMILIES)
         rows = data.results("churn", None).height
-        figures = best(lambda: build_model_page(data, seeded.version_ids["v1"]), args.repeat)
+        figures = best_of(args.repeat, lambda: build_model_page(data, seeded.version_ids["v1"]))[0]
         timings = {"model page data + figures (no HTTP)": figures}
         with serving(store) as url, chromium() as driver:
 
@@ -100,14 +90,14 @@ def main() -> None:
                 driver.get(f"{url}/dash/models/churn")
                 wait_until(driver, _graphs_drawn, timeout=60)
 
-            timings["model page in Chromium"] = best(model_page, args.repeat)
+            timings["model page in Chromium"] = best_of(args.repeat, model_page)[0]
             for name, (path, ready) in PAGES.items():
 
                 def page(path: str = path, ready: str = ready) -> None:
                     driver.get(f"{url}{path}")
                     wait_for(driver, ready, timeout=60)
 
-                timings[f"{name} page in Chromium"] = best(page, args.repeat)
+                timings[f"{name} page in Chromium"] = best_of(args.repeat, page)[0]
         store.dispose()
     print(f"\n{args.windows} hourly windows, {rows} result rows, best of {args.repeat}\n")
     print("| measurement | seconds |\n|---|---|")

@@ -18,7 +18,6 @@ import importlib.util
 import multiprocessing as mp
 import os
 import resource
-import socket
 import subprocess
 import sys
 import time
@@ -50,15 +49,10 @@ from collector.validation import validate_events
 from modelwatch.auth import KeyStore
 from modelwatch.domain import Scope
 from modelwatch.store.engine import Store
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

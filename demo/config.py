@@ -40,15 +40,19 @@ from demo.models import ETA, FRAUD
 from evaluators.checks import DEFAULT_CHECKS
 from modelwatch.config import Config
 from modelwatch.domain import Task
+from modelwatch.settings import ENV_DEMO_SLACK_CHANNEL
 
 __all__ = [
+    "MONITORS",
     "PIPELINE",
+    "POLICIES",
     "SINK_CHANNEL",
     "SINK_RECEIVER",
     "SINK_TOKEN",
     "SLACK_CHANNEL_ENV",
     "SLACK_RECEIVER",
     "SLACK_TOKEN_ENV",
+    "WIN_MARGIN",
     "demo_config",
     "describe",
     "real_slack",
@@ -56,7 +60,7 @@ __all__ = [
 
 SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
 """A Slack bot token (``xoxb-...``, scope ``chat:write``); with the channel, alerts go to Slack."""
-SLACK_CHANNEL_ENV = "MODELWATCH_DEMO_SLACK_CHANNEL"
+SLACK_CHANNEL_ENV = ENV_DEMO_SLACK_CHANNEL
 """The Slack channel (``#name`` or id, the bot a member) for the demo's alerts."""
 
 SINK_RECEIVER, SINK_TOKEN, SINK_CHANNEL = "demo-slack", "xoxb-demo", "#ml-oncall"

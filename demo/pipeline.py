@@ -72,7 +72,6 @@ class DemoPipeline(ServedInBackground):
         train_s: float = 2.0,
         on_trained: Callable[[str, str], None] | None = None,
         on_promoted: Callable[[str, str, str | None], None] | None = None,
-        api_key: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -81,7 +80,6 @@ class DemoPipeline(ServedInBackground):
         self.train_s = train_s
         self.on_trained = on_trained
         self.on_promoted = on_promoted
-        self.api_key = api_key
         self.received: list[Webhook] = []
         self.rejected: list[str] = []
         self.callbacks: list[tuple[str, int]] = []  # (status sent, HTTP status answered)
@@ -210,7 +208,7 @@ class DemoPipeline(ServedInBackground):
             self._versions += 1
             fallback = 2 + self._versions
         try:
-            with httpx.Client(headers=self._auth(), timeout=10) as http:
+            with httpx.Client(timeout=10) as http:
                 r = http.get(f"{_api_base(callback_url)}/v1/models/{model}")
                 r.raise_for_status()
                 numbers = [
@@ -256,9 +254,6 @@ class DemoPipeline(ServedInBackground):
         answer = f"HTTP {code}" if code else "no answer"
         self._say(f"callback {what}: {answer}" + ("" if code == 200 else f" {text}"))
         return code
-
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def _say(self, line: str) -> None:
         if self.say is not None:

@@ -17,11 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from demo.config import MONITORS, POLICIES, SINK_TOKEN, demo_config, describe
+from demo.config import SINK_TOKEN, demo_config, describe
 from demo.pipeline import DemoPipeline
 from demo.simulator import Simulator, SimulatorStats
 from demo.slack_sink import SlackSink
@@ -154,32 +153,13 @@ def run_remote(o: DemoOptions, say: Say) -> SimulatorStats:
     url = o.api_url.rstrip("/")
     sim = _simulator(url, o, say)
     try:
-        sim.register()
-        _register_monitoring(url, o.api_key, say)
+        sim.register(monitoring=True)
     except httpx.HTTPError as exc:
         sim.close()
         raise DemoFailed(f"cannot register the demo's models at {url}: {exc}") from None
-    say(f"simulating traffic for modelwatch at {url} (results: {url}/v1/models/fraud/results)")
-    return _live(sim, o, say, loop=False)
-
-
-def _register_monitoring(url: str, api_key: str | None, say: Say) -> None:
-    """The demo's monitors and alerting policies, unless the service has them already."""
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    with httpx.Client(base_url=url, headers=headers, timeout=30) as http:
-        for path, items in (("/v1/monitors", MONITORS), ("/v1/policies", POLICIES)):
-            for item in items:
-                r = http.post(path, json=item)
-                if r.status_code not in (201, 409):
-                    say(f"{path} {item['name']}: HTTP {r.status_code} {_error(r)}")
     say(
         "registered monitors fraud-1m and eta-1m and policies feature-drift and fraud-accuracy "
         "(the retrain loop needs a pipeline in the service's config: not part of this mode)"
     )
-
-
-def _error(r: httpx.Response) -> Any:
-    try:
-        return r.json()
-    except ValueError:
-        return r.text[:200]
+    say(f"simulating traffic for modelwatch at {url} (results: {url}/v1/models/fraud/results)")
+    return _live(sim, o, say, loop=False)

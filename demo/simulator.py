@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from collector.sdk import Client
+from demo.config import MONITORS, POLICIES
 from demo.models import ETA, FRAUD, eta_batch, fraud_batch, fraud_frame
 
 __all__ = ["SLOT_S", "Simulator", "SimulatorStats"]
@@ -99,8 +100,11 @@ class Simulator:
         # Request ids are unique per run: a rerun on the same store must not be duplicates.
         self._run = f"{int(time.time()):x}"
 
-    def register(self) -> None:
-        """The models (unless declared already), their versions and reference data."""
+    def register(self, *, monitoring: bool = False) -> None:
+        """The models (unless declared already), their versions and reference data; with
+        ``monitoring``, the demo's monitors and alerting policies too (for a service
+        without the demo's config). What is there already (409) is kept; an
+        unexpected answer raises :class:`httpx.HTTPStatusError`."""
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         with httpx.Client(base_url=self.url, headers=headers, timeout=30) as http:
             self._ensure_champion(http)
@@ -108,19 +112,21 @@ class Simulator:
                 (FRAUD, [("v1", "champion"), ("v2", "shadow")]),
                 (ETA, [("v1", "champion")]),
             ):
-                r = http.post("/v1/models", json=spec)
-                if r.status_code not in (201, 409):
-                    r.raise_for_status()
+                _created(http.post("/v1/models", json=spec))
                 for version, alias in versions:
                     r = http.post(
                         f"/v1/models/{spec['name']}/versions",
                         json={"version": version, "alias": alias},
                     )
-                    if r.status_code == 201:
+                    if _created(r):
                         self._upload_reference(http, spec["name"], version)
-                    elif r.status_code != 409:
-                        r.raise_for_status()
-        self.say("registered models: fraud (v1 champion, v2 shadow challenger), delivery-eta (v1)")
+            self.say(
+                "registered models: fraud (v1 champion, v2 shadow challenger), delivery-eta (v1)"
+            )
+            if monitoring:
+                for path, items in (("/v1/monitors", MONITORS), ("/v1/policies", POLICIES)):
+                    for item in items:
+                        _created(http.post(path, json=item))
 
     def _ensure_champion(self, http: httpx.Client) -> None:
         """A store reused from an earlier run may have a promoted version as champion:
@@ -225,6 +231,7 @@ class Simulator:
         with self.client.measure("fraud", "v1"):
             batch = fraud_batch(self.rng, n, drift)
         ids = self._ids("tx", n)
+        times = [_iso(t) for t in stamps]  # once per event, not once per version and use
         with self._lock:
             retrained = self.retrained
         versions = [("v1", batch.champion), ("v2", batch.challenger)]
@@ -232,7 +239,6 @@ class Simulator:
             versions.append((retrained, batch.retrained))
         for version, scores in versions:
             for i, rid in enumerate(ids):
-                ts = _iso(stamps[i])
                 self.client.log_prediction(
                     "fraud",
                     version,
@@ -241,7 +247,7 @@ class Simulator:
                     int(scores[i] >= 0.5),
                     score=float(scores[i]),
                     segment=batch.segments[i],
-                    timestamp=ts,
+                    timestamp=times[i],
                 )
             if version == retrained:  # as cheap as v1; its own generator keeps the stream
                 cpu, latency = 0.005, self._aux_rng.lognormal(np.log(9), 0.3, n)
@@ -255,7 +261,7 @@ class Simulator:
                     latency_ms=float(latency[i]),
                     cpu_seconds=cpu,
                     memory_mb=512.0,
-                    timestamp=_iso(stamps[i]),
+                    timestamp=times[i],
                 )
         self.stats.predictions += len(versions) * n
         self.stats.usage += len(versions) * n + 1
@@ -312,6 +318,14 @@ class Simulator:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _created(r: httpx.Response) -> bool:
+    """True for 201 Created; False for 409 (there already) or another success; raises
+    :class:`httpx.HTTPStatusError` for any other answer."""
+    if r.status_code not in (201, 409):
+        r.raise_for_status()
+    return r.status_code == 201
 
 
 def _iso(ts: float) -> str:

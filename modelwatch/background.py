@@ -9,7 +9,9 @@ in the database, so each happens once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from alerts.service import AlertingService
 from collector.ingest import Ingestor
@@ -41,11 +43,22 @@ class Background:
 
 
 def build_background(
-    store: Store, registry: Registry, config: Config, ingestor: Ingestor
+    store: Store,
+    registry: Registry,
+    config: Config,
+    ingestor: Ingestor,
+    *,
+    clock: Callable[[], float] | None = None,
 ) -> Background:
-    evaluation = EvaluationService(store, registry)
+    """The jobs on one scheduler; ``clock`` (epoch seconds; default: the real time) drives
+    evaluation and alerting, e.g. a simulated clock in tests."""
+    if clock is None:  # each service's own default
+        evaluation = EvaluationService(store, registry)
+    else:
+        evaluation = EvaluationService(store, registry, clock=clock)
     worker = evaluation.runner.worker
-    alerting = AlertingService(store, registry, config, worker)
+    alerting_clock = None if clock is None else _utc(clock)
+    alerting = AlertingService(store, registry, config, worker, clock=alerting_clock)
     evaluation.add_job(alerting.cycle, ALERTING_INTERVAL_S, "alerting")
     retraining = RetrainService(store, registry, config, worker, alerting.policies)
     evaluation.add_job(retraining.cycle, ALERTING_INTERVAL_S, "retrain")
@@ -53,3 +66,8 @@ def build_background(
     for job, every_s, job_id in scraper.jobs():
         evaluation.add_job(job, every_s, job_id)
     return Background(evaluation, alerting, retraining, scraper)
+
+
+def _utc(clock: Callable[[], float]) -> Callable[[], datetime]:
+    """``clock`` (epoch seconds) as aware UTC datetimes, the alerting service's clock."""
+    return lambda: datetime.fromtimestamp(clock(), UTC)

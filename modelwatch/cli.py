@@ -14,7 +14,7 @@ from modelwatch.cli_webhooks import webhooks
 from modelwatch.config import Config, load_config
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError
-from modelwatch.settings import ENV_API_KEY, Settings
+from modelwatch.settings import ENV_API_KEY, ENV_CONFIG, Settings
 from modelwatch.store.engine import Store
 from modelwatch.telemetry import setup_telemetry
 
@@ -72,9 +72,7 @@ def _load(config_path: str | None) -> Config | None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar="MODELWATCH_CONFIG"
-)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=ENV_CONFIG)
 @click.option("--insecure", is_flag=True, help="Allow binding beyond loopback with no API keys.")
 @click.option(
     "--migrate/--no-migrate", default=True, show_default=True, help="Upgrade the store first."
@@ -123,9 +121,7 @@ def serve(
 
 
 @cli.command()
-@click.option(
-    "--config", "config_path", type=click.Path(dir_okay=False), envvar="MODELWATCH_CONFIG"
-)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=ENV_CONFIG)
 @click.pass_context
 def worker(ctx: click.Context, config_path: str | None) -> None:
     """Run only the scheduler and background work (no API); stops on SIGINT/SIGTERM."""

@@ -8,6 +8,7 @@
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
 | ``MODELWATCH_LOG_LEVEL`` | Python logging level name | ``INFO`` |
+| ``MODELWATCH_DEMO_SLACK_CHANNEL`` | ``modelwatch demo``: Slack channel for its alerts | none |
 | ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
 | ``MODELWATCH_WEBHOOK_SECRET`` | whsec_ secret for ``modelwatch webhooks sign/verify`` | none |
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
@@ -46,6 +47,7 @@ __all__ = [
     "ENV_API_KEY",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
+    "ENV_DEMO_SLACK_CHANNEL",
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
     "ENV_MAX_BODY_BYTES",
@@ -75,6 +77,7 @@ ENV_MAX_BATCH_EVENTS = "MODELWATCH_MAX_BATCH_EVENTS"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
 ENV_WEBHOOK_SECRET = "MODELWATCH_WEBHOOK_SECRET"
 ENV_API_KEY = "MODELWATCH_API_KEY"
+ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"
 ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
 ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
 ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"

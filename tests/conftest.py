@@ -9,6 +9,7 @@ where a missing real component is a failure.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,14 @@ CHURN_SPEC: dict[str, Any] = {
     ],
     "segments": ["country"],
 }
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server the test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def _pg_available() -> str | None:

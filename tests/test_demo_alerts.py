@@ -2,108 +2,41 @@
 gives exactly one grouped Slack message for fraud (none for delivery-eta), and after
 the drift stops a resolution in that message's thread.
 
-The pieces run in-process with the demo's config: the API (for the simulator's SDK),
-the local Slack sink, and the evaluation and alerting services on a simulated clock.
-Simulated time starts three hours ago on the minute, so every window is closed when
-its traffic has been sent; each step sends 30 simulated seconds of traffic, then
-plans and drains evaluations and runs one alerting cycle "now".
+The pieces run in-process with the demo's config (tests/demo_world.py): the API (for
+the simulator's SDK), the local Slack sink, and the evaluation and alerting services
+on a simulated clock. Simulated time starts three hours ago on the minute, so every
+window is closed when its traffic has been sent; each step sends 30 simulated seconds
+of traffic, then plans and drains evaluations and runs one alerting cycle "now".
 """
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from alerts.routing import routes_for
-from alerts.service import AlertingService
-from demo.config import SINK_TOKEN, SLACK_CHANNEL_ENV, SLACK_TOKEN_ENV, demo_config, describe
-from demo.simulator import Simulator
-from demo.slack_sink import SinkMessage, SlackSink
-from evaluators.scheduler import EvaluationService
-from modelwatch.app import check_config, create_app
-from modelwatch.serving import BackgroundServer
-from modelwatch.settings import Settings
-from modelwatch.store.engine import Store
-from modelwatch.store.migrate import upgrade
-from modelwatch.store.registry import Registry
+from demo.config import SLACK_CHANNEL_ENV, SLACK_TOKEN_ENV, demo_config, describe
+from demo.slack_sink import SinkMessage
+from tests.demo_world import DemoWorld, demo_world
 
-STEP_S = 30.0
 DRIFT_AT_MIN, DRIFT_MINUTES, END_MIN = 10, 3, 18
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _World:
-    def __init__(self, tmp_path: Path, sink: SlackSink) -> None:
-        url = f"sqlite:///{tmp_path}/demo.db"
-        self.sink = sink
-        self.store = Store(url)
-        upgrade(self.store)
-        self.start = 60.0 * ((time.time() - 3 * 3600) // 60)
-        self.now = self.start
-        self.config = demo_config(sink.base_url, env={})  # never real Slack, whatever is set
-        check_config(self.config, "demo config")
-        app = create_app(Settings(database_url=url), self.store, self.config)
-        self.server = BackgroundServer(app, "127.0.0.1", _free_port())
-        self.narration: list[str] = []
-        registry = Registry(self.store)
-        self.evaluation = EvaluationService(self.store, registry, clock=lambda: self.now)
-        self.alerting = AlertingService(
-            self.store,
-            registry,
-            self.config,
-            "demo-test",
-            clock=lambda: datetime.fromtimestamp(self.now, UTC),
-        )
-
-    def simulator(self) -> Simulator:
-        sim = Simulator(self.server.url, seed=7, start=self.start, say=self.narration.append)
-        sim.register()
-        sim.inject_drift(self.start + DRIFT_AT_MIN * 60, DRIFT_MINUTES * 60)
-        return sim
-
-    def step(self, sim: Simulator) -> None:
-        """The next 30 simulated seconds: traffic, then evaluation and alerting at 'now'."""
-        self.now += STEP_S
-        sim.advance(self.now)
-        assert sim.client.flush(30)
-        for monitor in self.evaluation.monitors.list():
-            self.evaluation.plan(monitor)
-        self.evaluation.drain(120)
-        self.alerting.cycle()
-
-    def minutes(self) -> float:
-        return (self.now - self.start) / 60
-
-
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[_World]:
-    with SlackSink(token=SINK_TOKEN) as sink:
-        w = _World(tmp_path, sink)
-        w.server.start()
-        try:
-            yield w
-        finally:
-            w.server.stop()
-            w.store.dispose()
+def world(tmp_path: Path) -> Iterator[DemoWorld]:
+    with demo_world(tmp_path) as w:
+        yield w
 
 
 def _resolved(message: SinkMessage) -> bool:
     return message.header.startswith("✅ RESOLVED")
 
 
-def test_a_drift_gives_one_grouped_slack_message_then_its_resolution(world: _World) -> None:
+def test_a_drift_gives_one_grouped_slack_message_then_its_resolution(world: DemoWorld) -> None:
     sink = world.sink
-    sim = world.simulator()
+    sim = world.simulator(DRIFT_AT_MIN, DRIFT_MINUTES)
     try:
         while world.minutes() < DRIFT_AT_MIN:
             world.step(sim)

@@ -2,134 +2,44 @@
 local demo pipeline → its callback registers v3 as challenger with reference data →
 v3 compared with the champion → v3 wins and is promoted → model.promoted webhook.
 
-Like tests/test_demo_alerts.py: the API (for the SDK and the pipeline's callbacks), the
-local Slack sink and the demo pipeline run in-process with the demo's config; the
-evaluation, alerting and retrain services run on a simulated clock, one 30-second
-step at a time (traffic, evaluation, alerting, then a retrain cycle and the
-pipeline's work).
+Like tests/test_demo_alerts.py (both on tests/demo_world.py): the API (for the SDK and
+the pipeline's callbacks), the local Slack sink and the demo pipeline run in-process
+with the demo's config; the evaluation, alerting and retrain services run on a
+simulated clock, one 30-second step at a time (traffic, evaluation, alerting, then a
+retrain cycle and the pipeline's work).
 """
 
 from __future__ import annotations
 
-import socket
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from alerts.service import AlertingService
-from demo.config import SINK_TOKEN, demo_config, describe
+from demo.config import WIN_MARGIN, describe
 from demo.pipeline import RETRAINED_DESCRIPTION, DemoPipeline
-from demo.simulator import Simulator
-from demo.slack_sink import SlackSink
-from evaluators.scheduler import EvaluationService
-from modelwatch.app import check_config, create_app
-from modelwatch.serving import BackgroundServer
-from modelwatch.settings import Settings
 from modelwatch.store import tables as t
 from modelwatch.store.alerts import AlertStore
 from modelwatch.store.audit import AuditLog
-from modelwatch.store.engine import Store
-from modelwatch.store.migrate import upgrade
 from modelwatch.store.references import ReferenceStore
-from modelwatch.store.registry import Registry
 from modelwatch.webhooks import generate_secret, signed_headers
-from retrain.service import RetrainService
+from tests.demo_world import DemoWorld, demo_world
 
-STEP_S = 30.0
 DRIFT_AT_MIN, DRIFT_MINUTES, END_MIN = 6, 6, 16
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _World:
-    def __init__(self, tmp_path: Path, sink: SlackSink, pipeline: DemoPipeline) -> None:
-        url = f"sqlite:///{tmp_path}/demo.db"
-        self.pipeline = pipeline
-        self.store = Store(url)
-        upgrade(self.store)
-        self.start = 60.0 * ((time.time() - 3 * 3600) // 60)
-        self.now = self.start
-        port = _free_port()
-        self.config = demo_config(
-            sink.base_url,
-            external_url=f"http://127.0.0.1:{port}",
-            env={},
-            pipeline=(pipeline.url, pipeline.secret),
-        )
-        check_config(self.config, "demo config")
-        app = create_app(Settings(database_url=url), self.store, self.config)
-        self.server = BackgroundServer(app, "127.0.0.1", port)
-        self.narration: list[str] = []
-        self.registry = Registry(self.store)
-        self.evaluation = EvaluationService(self.store, self.registry, clock=lambda: self.now)
-        self.alerting = AlertingService(
-            self.store,
-            self.registry,
-            self.config,
-            "demo-test",
-            clock=lambda: datetime.fromtimestamp(self.now, UTC),
-        )
-        self.retraining = RetrainService(
-            self.store, self.registry, self.config, "demo-test", self.alerting.policies
-        )
-
-    def simulator(self) -> Simulator:
-        sim = Simulator(self.server.url, seed=7, start=self.start, say=self.narration.append)
-        sim.register()
-        sim.inject_drift(self.start + DRIFT_AT_MIN * 60, DRIFT_MINUTES * 60)
-        self.pipeline.on_trained = lambda _model, version: sim.serve_challenger(version)
-        self.pipeline.on_promoted = lambda _model, version, old: sim.promoted(version, old)
-        return sim
-
-    def step(self, sim: Simulator) -> None:
-        self.now += STEP_S
-        sim.advance(self.now)
-        assert sim.client.flush(30)
-        for monitor in self.evaluation.monitors.list():
-            self.evaluation.plan(monitor)
-        self.evaluation.drain(120)
-        self.alerting.cycle()
-        self.retraining.cycle()
-        assert self.pipeline.wait_idle(30)
-
-    def minutes(self) -> float:
-        return (self.now - self.start) / 60
-
-    def alias(self, version: str) -> str | None:
-        fraud = self.registry.get_model("fraud")
-        return next(
-            (v.alias for v in self.registry.list_versions(fraud) if v.version == version), "gone"
-        )
-
-
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[_World]:
-    with (
-        SlackSink(token=SINK_TOKEN) as sink,
-        DemoPipeline(generate_secret(), train_s=0.05) as pipeline,
-    ):
-        w = _World(tmp_path, sink, pipeline)
-        pipeline.say = w.narration.append
-        w.server.start()
-        try:
-            yield w
-        finally:
-            w.server.stop()
-            w.store.dispose()
+def world(tmp_path: Path) -> Iterator[DemoWorld]:
+    with demo_world(tmp_path, pipeline=True) as w:
+        yield w
 
 
-def test_drift_retrain_challenger_promotion(world: _World) -> None:
+def test_drift_retrain_challenger_promotion(world: DemoWorld) -> None:
     pipeline = world.pipeline
-    sim = world.simulator()
+    assert pipeline is not None
+    sim = world.simulator(DRIFT_AT_MIN, DRIFT_MINUTES)
     promoted_at = None
     try:
         while world.minutes() < DRIFT_AT_MIN:
@@ -168,7 +78,7 @@ def test_drift_retrain_challenger_promotion(world: _World) -> None:
                 m.c.version_id == v3.id, m.c.metric == "champion_challenger", m.c.segment == ""
             )
         ).all()
-    wins = [r for r in rows if r.label == "f1" and r.status == "ok" and r.ci_low > 0.05]
+    wins = [r for r in rows if r.label == "f1" and r.status == "ok" and r.ci_low > WIN_MARGIN]
     assert wins, rows
     fired = AlertStore(world.store).for_policy("fraud-challenger-wins").values()
     assert [a.labels["version"] for a in fired] == ["v3"]

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from modelwatch.store.registry import Registry
 from modelwatch.store.runs import PlannedRun, RunStore
 from tests.alerts.helpers import HOUR_US, T0_US, Results
 from tests.alerts.receivers import ReceivedRequest, WebhookReceiver
+from tests.conftest import free_port
 
 PROCESSES = 3
 REQUESTS = 600  # distinct request ids, each predicted by both versions
@@ -51,12 +51,6 @@ VERSIONS = ("v1", "v2")
 # one notification per (policy, version), sent by whichever worker gets there first.
 POLICY_BOUNDS = (0.9, 0.8, 0.7, 0.6, 0.5)
 GROUPS = len(POLICY_BOUNDS) * len(VERSIONS)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(hook_url: str) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def cluster(url: str, config: Path, logs: Path) -> Iterator[Cluster]:
     """Three APIs and three workers on ``url``; stopped with SIGTERM at the end."""
     env = {**os.environ, "MODELWATCH_DATABASE_URL": url, "MODELWATCH_LOG_LEVEL": "WARNING"}
     base = [sys.executable, "-m", "modelwatch.cli"]
-    ports = [_free_port() for _ in range(PROCESSES)]
+    ports = [free_port() for _ in range(PROCESSES)]
     commands = {
         **{
             f"api-{i}": [*base, "serve", "--port", str(p), "--no-migrate", "--no-scheduler"]

@@ -7,7 +7,6 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.registry import Registry
 from modelwatch.store.runs import RunStore
 from modelwatch.telemetry import TelemetryConfig, setup_telemetry
+from tests.alerts.receivers import Reply, WebhookReceiver
 from tests.conftest import CHURN_SPEC, churn_event
 
 T0 = 1_795_168_800  # 2026-11-20T10:00:00Z
@@ -193,21 +193,6 @@ def test_service_name_from_the_standard_variables() -> None:
     assert TelemetryConfig.from_env({**attributes, "OTEL_SERVICE_NAME": "b"}).service_name == "b"
 
 
-class _Receiver(BaseHTTPRequestHandler):
-    received: list[tuple[str, str, bytes]]
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.received.append((self.path, self.headers["content-type"], body))
-        self.send_response(200)
-        self.send_header("content-type", "application/x-protobuf")
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 _SERVICE = """
 import sys
 from fastapi.testclient import TestClient
@@ -216,6 +201,7 @@ from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
 from modelwatch.store.migrate import upgrade
 from modelwatch.telemetry import setup_telemetry
+from tests.alerts.receivers import Reply, WebhookReceiver
 from tests.conftest import CHURN_SPEC, churn_event
 
 telemetry = setup_telemetry()
@@ -233,16 +219,13 @@ telemetry.shutdown()
 
 
 def test_with_an_endpoint_spans_and_metrics_arrive_as_otlp_protobuf(tmp_path: Any) -> None:
-    handler = type("Receiver", (_Receiver,), {"received": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
-        "OTEL_SERVICE_NAME": "modelwatch-test",
-        "MODELWATCH_LOG_LEVEL": "WARNING",
-    }
-    try:
+    with WebhookReceiver(default=Reply(200, {"Content-Type": "application/x-protobuf"})) as otlp:
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.origin,
+            "OTEL_SERVICE_NAME": "modelwatch-test",
+            "MODELWATCH_LOG_LEVEL": "WARNING",
+        }
         # A process of its own: the global providers can be installed only once per process.
         done = subprocess.run(
             [sys.executable, "-c", textwrap.dedent(_SERVICE), f"sqlite:///{tmp_path}/mw.db"],
@@ -252,14 +235,12 @@ def test_with_an_endpoint_spans_and_metrics_arrive_as_otlp_protobuf(tmp_path: An
             timeout=120,
             cwd=Path(__file__).parents[1],
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert done.returncode == 0, done.stderr
     by_path: dict[str, list[bytes]] = {}
-    for path, content_type, body in handler.received:
-        assert content_type == "application/x-protobuf"
-        by_path.setdefault(path, []).append(body)
+    for request in otlp.requests:
+        assert request.method == "POST"
+        assert request.headers["content-type"] == "application/x-protobuf"
+        by_path.setdefault(request.path, []).append(request.body)
 
     spans = []
     for body in by_path["/v1/traces"]:

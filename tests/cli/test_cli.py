@@ -86,20 +86,14 @@ def test_import_error_names_file_row_and_column(
         .alias("prediction")
     )
     frame.write_csv(path)
-    result = CliRunner().invoke(
-        cli,
-        ["import", "predictions", str(path), "--model", "churn", "--version", "v1"],
-        env={"MODELWATCH_DATABASE_URL": store.url},
-    )
+    result = _run(store, "import", "predictions", str(path), "--model", "churn", "--version", "v1")
     assert result.exit_code != 0
     assert f"{path}: row[8].prediction" in result.output
     assert _version(churn, "v1")["events"]["count"] == 0
     missing = tmp_path / "missing.csv"
     _events(4).drop("timestamp").write_csv(missing)
-    result = CliRunner().invoke(
-        cli,
-        ["import", "predictions", str(missing), "--model", "churn", "--version", "v1"],
-        env={"MODELWATCH_DATABASE_URL": store.url},
+    result = _run(
+        store, "import", "predictions", str(missing), "--model", "churn", "--version", "v1"
     )
     assert result.exit_code != 0 and "timestamp: required column is missing" in result.output
 
@@ -155,18 +149,12 @@ def test_keys_create_list_revoke(store: Store) -> None:
     assert "ci\tingest" in listed and token not in listed
     assert _run(store, "keys", "revoke", "ci").exit_code == 0
     assert "revoked" in _run(store, "keys", "list").output
-    dup = CliRunner().invoke(
-        cli,
-        ["keys", "create", "--name", "ci", "--scope", "read"],
-        env={"MODELWATCH_DATABASE_URL": store.url},
-    )
+    dup = _run(store, "keys", "create", "--name", "ci", "--scope", "read")
     assert dup.exit_code != 0 and "already exists" in dup.output
 
 
 def test_serve_refuses_public_bind_without_keys(store: Store) -> None:
-    result = CliRunner().invoke(
-        cli, ["serve", "--host", "0.0.0.0"], env={"MODELWATCH_DATABASE_URL": store.url}
-    )
+    result = _run(store, "serve", "--host", "0.0.0.0")
     assert result.exit_code != 0
     assert "refusing to listen on 0.0.0.0" in result.output
 

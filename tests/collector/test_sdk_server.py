@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -20,7 +19,7 @@ from modelwatch.domain import Alias, ModelSpec
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
-from tests.conftest import CHURN_SPEC, churn_event
+from tests.conftest import CHURN_SPEC, churn_event, free_port
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,28 +33,30 @@ PATIENT = RetryPolicy(initial_backoff=0.01, max_backoff=0.1, max_attempts=1000, 
 
 class FlakyIngest:
     """Answers 503 to the first ``fail`` ingest requests. Then the first ``lose_acks``
-    prediction requests reach the app, which commits, but their answer is replaced
-    by a 503, as when a response is lost on the way back. (Only predictions: usage
-    samples carry no id, so a resent usage batch would be stored twice.)"""
+    requests to each ingest path reach the app, which commits, but their answer is
+    replaced by a 503, as when a response is lost on the way back. The client sends
+    them again: predictions and labels are known by request id, usage samples by the
+    sample id the SDK gives each one, so nothing may be stored twice."""
 
     def __init__(self, app: ASGIApp, fail: int = 0, lose_acks: int = 0) -> None:
         self.app = app
         self.fail = fail
-        self.lose_acks = lose_acks
-        self.lost: list[int] = []
+        self.lose_acks = dict.fromkeys(INGEST, lose_acks)
+        self.lost: list[tuple[str, int]] = []  # (path, status the app answered)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INGEST:
+        path = scope.get("path")
+        if scope["type"] != "http" or scope["method"] != "POST" or path not in INGEST:
             await self.app(scope, receive, send)
         elif self.fail > 0:
             self.fail -= 1
             await _unavailable(send)
-        elif self.lose_acks > 0 and scope["path"] == "/v1/predictions":
-            self.lose_acks -= 1
+        elif self.lose_acks[path] > 0:
+            self.lose_acks[path] -= 1
 
             async def swallow(message: Message) -> None:
                 if message["type"] == "http.response.start":
-                    self.lost.append(message["status"])
+                    self.lost.append((path, message["status"]))
 
             await self.app(scope, receive, swallow)
             await _unavailable(send)
@@ -68,13 +69,6 @@ async def _unavailable(send: Send) -> None:
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     body = b'{"error":"store_unavailable","detail":"injected failure"}'
     await send({"type": "http.response.body", "body": body})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -138,7 +132,7 @@ def test_every_item_is_stored_exactly_once_through_server_failures(store: Store)
             stats = client.stats
         counts = stored(url)
 
-    assert flaky.fail == 0 and flaky.lost == [200]
+    assert flaky.fail == 0 and sorted(flaky.lost) == [(path, 200) for path in sorted(INGEST)]
     assert counts["v1"]["events"]["count"] == 2500
     assert counts["v2"]["events"]["count"] == 300
     assert counts["labels"]["count"] == 1000 and counts["labels"]["unjoined"] == 0
@@ -149,7 +143,7 @@ def test_every_item_is_stored_exactly_once_through_server_failures(store: Store)
     new_rows = 2500 + 300 + 1000 + 50
     assert stats.dropped == 0 and stats.failed_batches == 0 and stats.buffered == 0
     assert stats.sent == new_rows
-    assert stats.duplicates > 0  # the batch whose answer was lost was sent again
+    assert stats.duplicates > 0  # the batches whose answers were lost were sent again
     assert stats.accepted + stats.duplicates == new_rows
     assert stats.retries >= 4
 

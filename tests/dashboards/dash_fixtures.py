@@ -10,7 +10,6 @@ own path is tested elsewhere and would take minutes for a month of windows.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from modelwatch.store.alerts import FIRING, PENDING, AlertStore, fingerprint
 from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.registry import Registry
-from tests.conftest import CHURN_SPEC, IN_CI
+from tests.conftest import CHURN_SPEC, IN_CI, free_port
 
 __all__ = [
     "FAMILIES",
@@ -262,13 +261,6 @@ POLICIES: dict[str, Any] = {
         }
     ]
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from modelwatch.store.engine import Store
 from modelwatch.store.migrate import upgrade
 from tests.alerts.helpers import RecordingNotifier
 from tests.conftest import IN_CI
+from tests.conftest import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "prometheus" / "rules.yml"
@@ -51,13 +51,6 @@ def _binary(name: str) -> str:
             pytest.fail(f"{message}; it is required in CI")
         pytest.skip(message)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_rules_pass_promtool() -> None:

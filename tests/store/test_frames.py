@@ -285,7 +285,7 @@ def test_in_memory_sqlite_reads_through_the_engine() -> None:
     store = Store("sqlite://")
     upgrade(store)
     registry = Registry(store)
-    spec = ModelSpec.model_validate({"name": "churn", **_churn_spec_body()})
+    spec = ModelSpec.model_validate(CHURN_SPEC)
     model = registry.create_model(spec, "test")
     version = registry.create_version(model, "v1", None, "test")
     _ingest(store, [_event(i) for i in range(3)])
@@ -378,11 +378,7 @@ def test_a_reader_of_other_code_is_refused_not_leaked(
 
 def test_unreachable_store_is_a_store_error(tmp_path: Any) -> None:
     store = Store(f"sqlite:///{tmp_path}/missing.db")
-    spec = ModelSpec.model_validate({"name": "churn", **_churn_spec_body()})
+    spec = ModelSpec.model_validate(CHURN_SPEC)
     with pytest.raises(StoreError, match="reading from the store failed"):
         read_events(store, ModelRecord(1, "churn", spec, T0, "t"), [1], 0, 1)
     assert not (tmp_path / "missing.db").exists()
-
-
-def _churn_spec_body() -> dict[str, Any]:
-    return {k: v for k, v in CHURN_SPEC.items() if k != "name"}

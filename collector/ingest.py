@@ -13,21 +13,25 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
 from opentelemetry import trace
 from sqlalchemy import select, update
 
 from collector.validation import (
     USAGE_FIELDS,
+    EventRows,
     parse_envelope,
     validate_events,
     validate_labels,
     validate_usage,
 )
-from modelwatch.errors import PayloadTooLargeError, ValidationFailed
+from collector.wire import DecodedBatch, EventDecoder, event_decoder, model_hint
+from modelwatch.errors import NotFoundError, PayloadTooLargeError, ValidationFailed
+from modelwatch.http import parse_json
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
-from modelwatch.store.registry import Registry
+from modelwatch.store.registry import ModelRecord, Registry
 from modelwatch.telemetry import INGEST_REJECTIONS, INGESTED_ITEMS
 from modelwatch.timeutil import now_us
 
@@ -53,34 +57,46 @@ class IngestResult:
         return asdict(self)
 
 
+@contextmanager
+def _ingest_span(
+    kind: str, model: object, version: object
+) -> Iterator[Callable[[IngestResult], None]]:
+    """One span per batch (never per item) and the ingest counters; yields the
+    function that records the batch's result."""
+    labels = {"modelwatch.ingest.kind": kind, "modelwatch.model": str(model)}
+    with _tracer.start_as_current_span(f"ingest {kind}", attributes=labels) as span:
+        if isinstance(version, str):
+            span.set_attribute("modelwatch.version", version)
+
+        def record(result: IngestResult) -> None:
+            span.set_attributes(
+                {
+                    "modelwatch.ingest.received": result.received,
+                    "modelwatch.ingest.accepted": result.accepted,
+                    "modelwatch.ingest.duplicates": result.duplicates,
+                }
+            )
+            INGESTED_ITEMS.add(result.accepted, labels)
+
+        try:
+            yield record
+        except (ValidationFailed, PayloadTooLargeError):
+            # Only the kind: a refused batch's model name may be anything at all.
+            INGEST_REJECTIONS.add(1, {"modelwatch.ingest.kind": kind})
+            raise
+
+
 _IngestMethod = Callable[["Ingestor", object], IngestResult]
 
 
 def _traced(kind: str) -> Callable[[_IngestMethod], _IngestMethod]:
-    """One span per batch (never per item) and the ingest counters."""
-
     def decorate(method: _IngestMethod) -> _IngestMethod:
         @functools.wraps(method)
         def traced(self: Ingestor, payload: object) -> IngestResult:
             body = payload if isinstance(payload, dict) else {}
-            labels = {"modelwatch.ingest.kind": kind, "modelwatch.model": str(body.get("model"))}
-            with _tracer.start_as_current_span(f"ingest {kind}", attributes=labels) as span:
-                if isinstance(body.get("version"), str):
-                    span.set_attribute("modelwatch.version", body["version"])
-                try:
-                    result = method(self, payload)
-                except (ValidationFailed, PayloadTooLargeError):
-                    # Only the kind: a refused batch's model name may be anything at all.
-                    INGEST_REJECTIONS.add(1, {"modelwatch.ingest.kind": kind})
-                    raise
-                span.set_attributes(
-                    {
-                        "modelwatch.ingest.received": result.received,
-                        "modelwatch.ingest.accepted": result.accepted,
-                        "modelwatch.ingest.duplicates": result.duplicates,
-                    }
-                )
-                INGESTED_ITEMS.add(result.accepted, labels)
+            with _ingest_span(kind, body.get("model"), body.get("version")) as record:
+                result = method(self, payload)
+                record(result)
                 return result
 
         return traced
@@ -120,6 +136,41 @@ class Ingestor:
                 log.exception("recording a rejected %s batch failed", kind)
             raise
 
+    def predictions_json(self, body: bytes) -> IngestResult:
+        """Store a prediction batch given as the request's JSON bytes.
+
+        Plain batches are decoded straight into rows (:mod:`collector.wire`); any
+        other body goes through :meth:`predictions`, which words the errors.
+        """
+        model, decoder, batch = self._decode_plain(body)
+        if model is None or decoder is None or batch is None:
+            return self.predictions(parse_json(body))
+        with _ingest_span("predictions", batch.model, batch.version) as record:
+            version = self.registry.get_version(model, batch.version)
+            rows = decoder.rows(batch, version.id)
+            if rows is None:
+                events = orjson.loads(body)["events"]
+                with self._recording_rejections(model.id, version.id, "predictions", len(events)):
+                    rows = validate_events(model.layout, version.id, events)
+            result = self._store_events(model, rows, len(batch.events))
+            record(result)
+            return result
+
+    def _decode_plain(
+        self, body: bytes
+    ) -> tuple[ModelRecord | None, EventDecoder | None, DecodedBatch | None]:
+        hint = model_hint(body)
+        if hint is None:
+            return None, None, None
+        try:
+            model = self.registry.get_model(hint)
+        except NotFoundError:
+            return None, None, None
+        decoder = event_decoder(model.layout)
+        if decoder is None:
+            return model, None, None
+        return model, decoder, decoder.decode(body, model.name, self.max_batch)
+
     @_traced("predictions")
     def predictions(self, payload: object) -> IngestResult:
         body, events = parse_envelope(
@@ -127,14 +178,17 @@ class Ingestor:
         )
         model = self.registry.get_model(body["model"])
         version = self.registry.get_version(model, body["version"])
-        layout = model.layout
         with self._recording_rejections(model.id, version.id, "predictions", len(events)):
-            batch = validate_events(layout, version.id, events)
+            rows = validate_events(model.layout, version.id, events)
+        return self._store_events(model, rows, len(events))
+
+    def _store_events(self, model: ModelRecord, batch: EventRows, received: int) -> IngestResult:
+        layout = model.layout
         with self.store.write() as conn:
             inserted = insert_rows(
                 conn, layout.events, layout.event_columns, batch.rows, ignore_conflicts=True
             )
-        return IngestResult(len(events), inserted, len(events) - inserted)
+        return IngestResult(received, inserted, received - inserted)
 
     @_traced("labels")
     def labels(self, payload: object) -> IngestResult:

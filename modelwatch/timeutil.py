@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 __all__ = [
+    "MAX_TIMESTAMP_US",
     "now_us",
     "parse_retry_after",
     "parse_timestamp_us",
@@ -17,7 +18,7 @@ __all__ = [
 ]
 
 _MIN_US = 0
-_MAX_US = 253402300799_000000  # 9999-12-31T23:59:59Z
+MAX_TIMESTAMP_US = 253402300799_000000  # 9999-12-31T23:59:59Z
 
 
 def utcnow() -> datetime:
@@ -49,7 +50,7 @@ def parse_timestamp_us(value: object) -> int | None:
         us = round(value * 1_000_000)
     else:
         return None
-    return us if _MIN_US <= us <= _MAX_US else None
+    return us if _MIN_US <= us <= MAX_TIMESTAMP_US else None
 
 
 def us_to_datetime(us: int | None) -> datetime | None:

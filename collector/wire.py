@@ -69,6 +69,7 @@ def _struct(name: str, fields: list[tuple[str, Any, Any]], wire_names: list[str]
         rename=dict(zip(attrs, wire_names, strict=True)),
         forbid_unknown_fields=True,
         kw_only=True,
+        gc=False,
     )
 
 

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import orjson
 from opentelemetry import trace
 from sqlalchemy import select, update
 
@@ -145,13 +144,11 @@ class Ingestor:
         model, decoder, batch = self._decode_plain(body)
         if model is None or decoder is None or batch is None:
             return self.predictions(parse_json(body))
+        version = self.registry.get_version(model, batch.version)
+        rows = decoder.rows(batch, version.id)
+        if rows is None:
+            return self.predictions(parse_json(body))
         with _ingest_span("predictions", batch.model, batch.version) as record:
-            version = self.registry.get_version(model, batch.version)
-            rows = decoder.rows(batch, version.id)
-            if rows is None:
-                events = orjson.loads(body)["events"]
-                with self._recording_rejections(model.id, version.id, "predictions", len(events)):
-                    rows = validate_events(model.layout, version.id, events)
             result = self._store_events(model, rows, len(batch.events))
             record(result)
             return result

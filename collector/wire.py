@@ -8,7 +8,7 @@ of ``orjson.loads`` plus :func:`collector.validation.validate_events`.
 This is only a fast path. It accepts a batch only when
 :func:`~collector.validation.validate_events` would accept it and produce the
 same rows; anything else (a wrong type, an unknown field, an integer category,
-a multiclass model, ...) makes :func:`decode_envelope` or
+a multiclass model, ...) makes :meth:`EventDecoder.decode` or
 :meth:`EventDecoder.rows` return None, and the caller takes the general path,
 which words the errors. ``tests/collector/test_wire.py`` holds the two paths
 to the same results.

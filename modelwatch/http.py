@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -79,6 +80,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelwatchError, on_modelwatch_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
     app.add_exception_handler(SQLAlchemyError, on_database_error)
+    # Bulk writes use the driver's connection directly (COPY), so its errors arrive raw.
+    app.add_exception_handler(psycopg.Error, on_database_error)
 
 
 def _scalar(value: object) -> bool:

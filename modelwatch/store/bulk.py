@@ -10,7 +10,16 @@ from itertools import chain
 from typing import Any
 
 import psycopg
-from sqlalchemy import BigInteger, Boolean, Connection, Float, Integer, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Connection,
+    Float,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
 
 __all__ = ["insert_rows"]
 
@@ -110,6 +119,7 @@ def _postgres_copy(
     raw = conn.connection.driver_connection
     collist = ", ".join(columns)
     types = [_pg_type(table, c) for c in columns]
+    rows = _in_key_order(table, columns, rows)
     if ignore_conflicts:
         # A batch rarely holds a known key (mostly client retries), so COPY straight into
         # the table (half the time of staging + INSERT ... ON CONFLICT per batch) and
@@ -132,13 +142,41 @@ def _postgres_copy(
             f'AS SELECT {collist} FROM "{table.name}" WITH NO DATA'
         )
         _copy(raw, target, collist, types, rows)
+        key = _unique_key(table)
+        order = f"ORDER BY {', '.join(key)} " if key and set(key) <= set(columns) else ""
         cur.execute(
             f'INSERT INTO "{table.name}" ({collist}) SELECT {collist} FROM "{target}" '
-            "ON CONFLICT DO NOTHING"
+            f"{order}ON CONFLICT DO NOTHING"
         )
         inserted = cur.rowcount
         cur.execute(f'TRUNCATE "{target}"')
         return int(inserted)
+
+
+def _in_key_order(
+    table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> Sequence[tuple[Any, ...]]:
+    """``rows`` sorted by the table's unique key, so that concurrent batches with
+    keys in common take their index locks in the same order and cannot deadlock
+    (they wait for each other instead)."""
+    key = _unique_key(table)
+    if key is None or not set(key) <= set(columns):
+        return rows
+    positions = [list(columns).index(c) for c in key]
+    # (is None, value): nulls (never equal in a unique key) sort last without comparing.
+    return sorted(rows, key=lambda row: [(row[i] is None, row[i]) for i in positions])
+
+
+def _unique_key(table: Table) -> tuple[str, ...] | None:
+    """The columns of the first unique constraint or unique index, else the primary key."""
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            return tuple(c.name for c in constraint.columns)
+    for index in table.indexes:
+        if index.unique:
+            return tuple(c.name for c in index.columns)
+    names = tuple(c.name for c in table.primary_key.columns)
+    return names or None
 
 
 def _copy(

@@ -141,9 +141,10 @@ class Ingestor:
         Plain batches are decoded straight into rows (:mod:`collector.wire`); any
         other body goes through :meth:`predictions`, which words the errors.
         """
-        model, decoder, batch = self._decode_plain(body)
-        if model is None or decoder is None or batch is None:
+        plain = self._decode_plain(body)
+        if plain is None:
             return self.predictions(parse_json(body))
+        model, decoder, batch = plain
         version = self.registry.get_version(model, batch.version)
         rows = decoder.rows(batch, version.id)
         if rows is None:
@@ -153,20 +154,18 @@ class Ingestor:
             record(result)
             return result
 
-    def _decode_plain(
-        self, body: bytes
-    ) -> tuple[ModelRecord | None, EventDecoder | None, DecodedBatch | None]:
+    def _decode_plain(self, body: bytes) -> tuple[ModelRecord, EventDecoder, DecodedBatch] | None:
+        """The batch's model, its decoder and the decoded batch, if the batch is plain."""
         hint = model_hint(body)
         if hint is None:
-            return None, None, None
+            return None
         try:
             model = self.registry.get_model(hint)
         except NotFoundError:
-            return None, None, None
+            return None
         decoder = event_decoder(model.layout)
-        if decoder is None:
-            return model, None, None
-        return model, decoder, decoder.decode(body, model.name, self.max_batch)
+        batch = decoder.decode(body, model.name, self.max_batch) if decoder else None
+        return None if decoder is None or batch is None else (model, decoder, batch)
 
     @_traced("predictions")
     def predictions(self, payload: object) -> IngestResult:

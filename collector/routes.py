@@ -9,6 +9,7 @@ checked by :mod:`collector.validation`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from collector import files
-from collector.ingest import Ingestor
+from collector.ingest import Ingestor, IngestResult
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
 from modelwatch.http import ORJSONResponse, Requires, parse_json, read_body
@@ -91,15 +92,15 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-async def _ingest(request: Request, method: str) -> dict[str, int]:
+_Store = Callable[[Ingestor, bytes], IngestResult]
+
+
+async def _ingest(request: Request, store: _Store) -> dict[str, int]:
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_body_bytes)
     ingestor: Ingestor = request.app.state.ingestor
     # Parsing a batch takes milliseconds: in the threadpool, never on the event loop.
-    if method == "predictions":
-        result = await run_in_threadpool(ingestor.predictions_json, body)
-    else:
-        result = await run_in_threadpool(lambda: getattr(ingestor, method)(parse_json(body)))
+    result = await run_in_threadpool(store, ingestor, body)
     return dict(result.as_dict())
 
 
@@ -110,7 +111,7 @@ async def post_predictions(
     request: Request, _: Principal = Requires(Scope.INGEST)
 ) -> dict[str, int]:
     """Store prediction events; returns after the write committed."""
-    return await _ingest(request, "predictions")
+    return await _ingest(request, Ingestor.predictions_json)
 
 
 @router.post("/ground-truth", openapi_extra=_body_doc(LabelBatch), response_model=IngestResponse)
@@ -118,7 +119,7 @@ async def post_ground_truth(
     request: Request, _: Principal = Requires(Scope.INGEST)
 ) -> dict[str, int]:
     """Store labels, joined to predictions by request id whenever either arrives."""
-    return await _ingest(request, "labels")
+    return await _ingest(request, lambda i, body: i.labels(parse_json(body)))
 
 
 @router.post("/resource-usage", openapi_extra=_body_doc(UsageBatch), response_model=IngestResponse)
@@ -126,7 +127,7 @@ async def post_resource_usage(
     request: Request, _: Principal = Requires(Scope.INGEST)
 ) -> dict[str, int]:
     """Store resource usage samples (latency, CPU, memory, GPU, cost)."""
-    return await _ingest(request, "usage")
+    return await _ingest(request, lambda i, body: i.usage(parse_json(body)))
 
 
 _REFERENCE_DOC = {

@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -27,7 +26,7 @@ import msgspec
 from collector.validation import EventRows
 from modelwatch.domain import FeatureType, Task, normalize_class
 from modelwatch.store.layout import REQUEST_ID_MAX, ModelLayout
-from modelwatch.timeutil import MAX_TIMESTAMP_US, now_us
+from modelwatch.timeutil import now_us, parse_timestamp_us
 
 __all__ = ["DecodedBatch", "EventDecoder", "event_decoder", "model_hint"]
 
@@ -171,25 +170,9 @@ class EventDecoder:
         return label
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
-
-
 def _timestamp_us(value: str | int | float) -> int:
-    """:func:`modelwatch.timeutil.parse_timestamp_us`, inlined for the common string."""
-    if isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Decline from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        us = (moment - _EPOCH) // _ONE_US
-    elif isinstance(value, int):
-        us = value * 1_000_000
-    else:
-        us = round(value * 1_000_000)
-    if not 0 <= us <= MAX_TIMESTAMP_US:
+    us = parse_timestamp_us(value)
+    if us is None:
         raise _Decline
     return us
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 __all__ = [
-    "MAX_TIMESTAMP_US",
     "now_us",
     "parse_retry_after",
     "parse_timestamp_us",
@@ -18,7 +17,9 @@ __all__ = [
 ]
 
 _MIN_US = 0
-MAX_TIMESTAMP_US = 253402300799_000000  # 9999-12-31T23:59:59Z
+_MAX_US = 253402300799_000000  # 9999-12-31T23:59:59Z
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 def utcnow() -> datetime:
@@ -42,15 +43,14 @@ def parse_timestamp_us(value: object) -> int | None:
             return None
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
-        delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
-        us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        us = (parsed - _EPOCH) // _ONE_US
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if value != value or value in (float("inf"), float("-inf")):
             return None
         us = round(value * 1_000_000)
     else:
         return None
-    return us if _MIN_US <= us <= MAX_TIMESTAMP_US else None
+    return us if _MIN_US <= us <= _MAX_US else None
 
 
 def us_to_datetime(us: int | None) -> datetime | None:

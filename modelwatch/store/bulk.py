@@ -119,7 +119,13 @@ def _postgres_copy(
     raw = conn.connection.driver_connection
     collist = ", ".join(columns)
     types = [_pg_type(table, c) for c in columns]
-    rows = _in_key_order(table, columns, rows)
+    key = _lock_order_key(table, columns)
+    if key:
+        positions = [list(columns).index(c) for c in key]
+        # Concurrent batches with keys in common then take their index locks in the same
+        # order and wait for each other instead of deadlocking. (is None, value): nulls,
+        # never equal in a unique key, sort last without being compared.
+        rows = sorted(rows, key=lambda row: [(row[i] is None, row[i]) for i in positions])
     if ignore_conflicts:
         # A batch rarely holds a known key (mostly client retries), so COPY straight into
         # the table (half the time of staging + INSERT ... ON CONFLICT per batch) and
@@ -142,8 +148,7 @@ def _postgres_copy(
             f'AS SELECT {collist} FROM "{table.name}" WITH NO DATA'
         )
         _copy(raw, target, collist, types, rows)
-        key = _unique_key(table)
-        order = f"ORDER BY {', '.join(key)} " if key and set(key) <= set(columns) else ""
+        order = f"ORDER BY {', '.join(key)} " if key else ""
         cur.execute(
             f'INSERT INTO "{table.name}" ({collist}) SELECT {collist} FROM "{target}" '
             f"{order}ON CONFLICT DO NOTHING"
@@ -153,30 +158,26 @@ def _postgres_copy(
         return int(inserted)
 
 
-def _in_key_order(
-    table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> Sequence[tuple[Any, ...]]:
-    """``rows`` sorted by the table's unique key, so that concurrent batches with
-    keys in common take their index locks in the same order and cannot deadlock
-    (they wait for each other instead)."""
-    key = _unique_key(table)
-    if key is None or not set(key) <= set(columns):
-        return rows
-    positions = [list(columns).index(c) for c in key]
-    # (is None, value): nulls (never equal in a unique key) sort last without comparing.
-    return sorted(rows, key=lambda row: [(row[i] is None, row[i]) for i in positions])
-
-
-def _unique_key(table: Table) -> tuple[str, ...] | None:
-    """The columns of the first unique constraint or unique index, else the primary key."""
-    for constraint in table.constraints:
-        if isinstance(constraint, UniqueConstraint):
-            return tuple(c.name for c in constraint.columns)
-    for index in table.indexes:
-        if index.unique:
-            return tuple(c.name for c in index.columns)
-    names = tuple(c.name for c in table.primary_key.columns)
-    return names or None
+def _lock_order_key(table: Table, columns: Sequence[str]) -> tuple[str, ...]:
+    """The unique key rows are written in: the primary key if ``columns`` hold it, else
+    the first by name of the unique constraints and indexes they hold (by name, so that
+    every process picks the same one); empty if there is none."""
+    given = set(columns)
+    primary = tuple(c.name for c in table.primary_key.columns)
+    if primary and set(primary) <= given:
+        return primary
+    candidates = [
+        (str(c.name), tuple(col.name for col in c.columns))
+        for c in table.constraints
+        if isinstance(c, UniqueConstraint)
+    ]
+    candidates += [
+        (str(ix.name), tuple(col.name for col in ix.columns)) for ix in table.indexes if ix.unique
+    ]
+    for _, key in sorted(candidates):
+        if key and set(key) <= given:
+            return key
+    return ()
 
 
 def _copy(

@@ -7,6 +7,7 @@ import hashlib
 import sqlite3
 from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -121,11 +122,9 @@ def _postgres_copy(
     types = [_pg_type(table, c) for c in columns]
     key = _lock_order_key(table, columns)
     if key:
-        positions = [list(columns).index(c) for c in key]
         # Concurrent batches with keys in common then take their index locks in the same
-        # order and wait for each other instead of deadlocking. (is None, value): nulls,
-        # never equal in a unique key, sort last without being compared.
-        rows = sorted(rows, key=lambda row: [(row[i] is None, row[i]) for i in positions])
+        # order and wait for each other instead of deadlocking.
+        rows = _in_key_order(rows, [list(columns).index(c) for c in key])
     if ignore_conflicts:
         # A batch rarely holds a known key (mostly client retries), so COPY straight into
         # the table (half the time of staging + INSERT ... ON CONFLICT per batch) and
@@ -156,6 +155,16 @@ def _postgres_copy(
         inserted = cur.rowcount
         cur.execute(f'TRUNCATE "{target}"')
         return int(inserted)
+
+
+def _in_key_order(rows: Sequence[tuple[Any, ...]], positions: list[int]) -> list[tuple[Any, ...]]:
+    """``rows`` sorted by the values at ``positions``."""
+    try:
+        # Key columns are nearly always NOT NULL: plain values compare in C.
+        return sorted(rows, key=itemgetter(*positions))
+    except TypeError:
+        # (is None, value): nulls, never equal in a unique key, sort last uncompared.
+        return sorted(rows, key=lambda row: [(row[i] is None, row[i]) for i in positions])
 
 
 def _lock_order_key(table: Table, columns: Sequence[str]) -> tuple[str, ...]:

@@ -52,3 +52,31 @@ def test_batches_sharing_keys_in_any_order_do_not_deadlock(pg_url: str) -> None:
     finally:
         table.drop(store.engine)
         store.dispose()
+
+
+@pytest.mark.postgres
+def test_a_nullable_unique_key_with_nulls_is_written_whole(pg_url: str) -> None:
+    """Nulls in a unique key cannot be compared with values; they are ordered last."""
+    store = Store(pg_url)
+    table = Table(
+        "bulk_order_nulls",
+        MetaData(),
+        Column("version_id", Integer, nullable=False),
+        Column("sample_id", String(20), nullable=True),
+        UniqueConstraint("version_id", "sample_id"),
+    )
+    table.create(store.engine)
+    columns = ["version_id", "sample_id"]
+    rows = [(1, "b"), (1, None), (1, "a"), (1, None)]
+    try:
+        with store.write() as conn:
+            assert insert_rows(conn, table, columns, rows, ignore_conflicts=True) == 4
+        with store.write() as conn:  # the staging path: one known key, one new, one null
+            fresh = [(1, None), (1, "a"), (1, "c")]
+            assert insert_rows(conn, table, columns, fresh, ignore_conflicts=True) == 2
+        with store.read() as conn:
+            stored = conn.execute(table.select()).all()
+        assert sorted(str(r.sample_id) for r in stored) == ["None"] * 3 + ["a", "b", "c"]
+    finally:
+        table.drop(store.engine)
+        store.dispose()

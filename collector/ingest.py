@@ -164,8 +164,10 @@ class Ingestor:
         except NotFoundError:
             return None
         decoder = event_decoder(model.layout)
-        batch = decoder.decode(body, model.name, self.max_batch) if decoder else None
-        return None if decoder is None or batch is None else (model, decoder, batch)
+        if decoder is None:
+            return None
+        batch = decoder.decode(body, model.name, self.max_batch)
+        return None if batch is None else (model, decoder, batch)
 
     @_traced("predictions")
     def predictions(self, payload: object) -> IngestResult:

@@ -144,11 +144,12 @@ class EventDecoder:
         append = out.rows.append
         seen: set[str] = set()
         binary, required = self._binary, self._score_required
+        classification, no_segment = self._classification, self._no_segment
         for ev in events:
             rid, ts, pred = ev.a0, timestamp(ev.a1), ev.a2
-            if self._classification and pred not in classes:
+            if classification and pred not in classes:
                 pred = prediction(pred)
-            segment = self._no_segment if ev.a4 is None else astuple(ev.a4)
+            segment = no_segment if ev.a4 is None else astuple(ev.a4)
             if binary:
                 score = ev.a5
                 if (score is None and required) or not (score is None or 0.0 <= score <= 1.0):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event
@@ -13,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from modelwatch.errors import StoreError
+from modelwatch.store.writelock import WriteLock, lock_path
 
 __all__ = ["Store", "normalize_url"]
 
@@ -54,8 +54,8 @@ class Store:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        # SQLite has one writer; serialising writers in-process avoids busy waits.
-        self._write_lock = threading.Lock() if self.is_sqlite else None
+        # SQLite has one writer: writers queue on a lock rather than in its busy handler.
+        self._write_lock = WriteLock(lock_path(parsed.database)) if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -80,17 +80,12 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction: committed when the block exits cleanly, rolled back otherwise."""
-        lock = self._write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StoreError(f"store write failed: {exc.orig}") from exc
-        finally:
-            if lock is not None:
-                lock.release()
+        with self._write_lock or nullcontext():
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except OperationalError as exc:
+                raise StoreError(f"store write failed: {exc.orig}") from exc
 
     def ping(self) -> None:
         with self.read() as conn:
@@ -98,3 +93,5 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._write_lock is not None:
+            self._write_lock.close()

@@ -94,7 +94,8 @@ def service(url: str, args: argparse.Namespace) -> Iterator[tuple[str, int]]:
     if args.pythonpath:
         env["PYTHONPATH"] = os.pathsep.join([args.pythonpath, env.get("PYTHONPATH", "")])
     if args.server == "serve":
-        cmd = [sys.executable, "-m", "modelwatch.cli", "serve", "--port", str(port)]
+        cmd = [sys.executable, "-m", "modelwatch.cli", "serve", "--port", str(port),
+               "--workers", str(args.workers)]  # fmt: skip
     else:
         cmd = [sys.executable, "-m", "uvicorn", "modelwatch.app:create_app", "--factory",
                "--port", str(port), "--http", args.http, "--loop", args.loop,
@@ -289,7 +290,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["serve", "uvicorn"], default="serve")
     parser.add_argument("--http", default="h11", help="with --server uvicorn: h11 or httptools")
     parser.add_argument("--loop", default="asyncio", help="with --server uvicorn: asyncio, uvloop")
-    parser.add_argument("--workers", type=int, default=1, help="with --server uvicorn")
+    parser.add_argument("--workers", type=int, default=1, help="API processes")
     parser.add_argument("--pythonpath", default="", help="extra path for the service (packages)")
     parser.add_argument("--root", default=str(ROOT), help="source tree the service runs from")
     args = parser.parse_args()
@@ -298,7 +299,7 @@ def main() -> None:
     frame = feature_frame(n)
     bodies = [orjson.dumps(body_of(frame.slice(i, args.batch))) for i in range(0, n, args.batch)]
     server = (
-        f"modelwatch serve ({auto_server()})"
+        f"modelwatch serve --workers {args.workers} ({auto_server()})"
         if args.server == "serve"
         else f"uvicorn {args.http}/{args.loop} x{args.workers}"
     )

@@ -49,7 +49,7 @@ class StoreCollector(Collector):
         *,
         families: Mapping[str, str],
         top_features: int = 10,
-        scheduler: SchedulerView | None = None,
+        scheduler: Callable[[], SchedulerView | None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -73,7 +73,7 @@ class StoreCollector(Collector):
                 yield from families or []
         else:
             ok = False
-        yield from scheduler_families(self.scheduler)
+        yield from scheduler_families(None if self.scheduler is None else self.scheduler())
         yield GaugeMetricFamily(
             "modelwatch_store_up", "1 when every store query of this scrape succeeded.", value=ok
         )
@@ -118,9 +118,10 @@ def build_metrics_registry(
     *,
     families: Mapping[str, str],
     top_features: int = 10,
-    scheduler: SchedulerView | None = None,
+    scheduler: Callable[[], SchedulerView | None] | None = None,
 ) -> CollectorRegistry:
-    """A registry of its own (not the process-global one) holding a :class:`StoreCollector`."""
+    """A registry of its own (not the process-global one) holding a :class:`StoreCollector`;
+    ``scheduler`` returns the evaluation scheduler's state when scraped."""
     registry = CollectorRegistry(auto_describe=False)
     collector = StoreCollector(
         store, families=families, top_features=top_features, scheduler=scheduler

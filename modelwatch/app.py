@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,7 +19,7 @@ from collector.otlp import router as otlp_router
 from collector.routes import DOC_MODELS
 from collector.routes import router as ingest_router
 from dashboards.app import mount_dash
-from dashboards.metrics import build_metrics_registry
+from dashboards.metrics import SchedulerView, build_metrics_registry
 from dashboards.report_routes import router as report_router
 from dashboards.reports import ReportService
 from dashboards.routes import METRICS_REGISTRY_STATE
@@ -31,18 +33,20 @@ from modelwatch.api.health import router as health_router
 from modelwatch.api.registry import router as registry_router
 from modelwatch.auth import KeyStore
 from modelwatch.background import build_background
-from modelwatch.config import Config
+from modelwatch.config import Config, load_config
 from modelwatch.errors import ConfigError, ValidationFailed
 from modelwatch.http import install_error_handlers
-from modelwatch.settings import Settings
+from modelwatch.scheduler_state import SchedulerStateFile
+from modelwatch.settings import ENV_SCHEDULER_STATE, Settings
 from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
+from modelwatch.telemetry import Telemetry, setup_telemetry
 from retrain.callback import CallbackService
 from retrain.routes import router as retrain_router
 
-__all__ = ["apply_config", "check_config", "create_app"]
+__all__ = ["apply_config", "check_config", "create_app", "worker_app"]
 
 
 def create_app(
@@ -51,8 +55,13 @@ def create_app(
     config: Config | None = None,
     *,
     scheduler: bool = False,
+    telemetry: Telemetry | None = None,
+    scheduler_state: Callable[[], SchedulerView | None] | None = None,
 ) -> FastAPI:
-    """The API; with ``scheduler`` the evaluation scheduler runs in the same process."""
+    """The API; with ``scheduler`` the evaluation scheduler runs in the same process.
+    ``telemetry``, when given, is shut down (its last spans and metrics flushed) with the app;
+    ``scheduler_state`` is where ``/metrics`` reads the scheduler's state when another
+    process schedules (default: this process's scheduler)."""
     settings = settings or Settings.from_env()
     store = store or Store(settings.database_url)
     config = config or Config.model_validate({})
@@ -71,6 +80,8 @@ def create_app(
         finally:
             background.shutdown()
             reports.shutdown()
+            if telemetry is not None:
+                telemetry.shutdown()
 
     app = FastAPI(
         title="modelwatch",
@@ -112,12 +123,26 @@ def create_app(
         store,
         families=families,
         top_features=settings.metrics_top_features,
-        scheduler=evaluation.state,
+        scheduler=scheduler_state or (lambda: evaluation.state),
     )
     setattr(app.state, METRICS_REGISTRY_STATE, metrics_registry)
     app.include_router(metrics_router)
     _document_raw_bodies(app)
     return app
+
+
+def worker_app() -> FastAPI:
+    """One API process of ``modelwatch serve --workers N`` (uvicorn's app factory).
+
+    Settings and the config file come from the environment the parent set; the parent
+    has migrated the store and checked the config, and runs the scheduler itself.
+    """
+    settings = Settings.from_env()
+    config = None if settings.config_path is None else load_config(settings.config_path)
+    store = Store(settings.database_url)
+    state_file = os.environ.get(ENV_SCHEDULER_STATE)
+    state = None if not state_file else SchedulerStateFile(Path(state_file))
+    return create_app(settings, store, config, telemetry=setup_telemetry(), scheduler_state=state)
 
 
 def check_config(config: Config, file: str) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,9 +16,18 @@ from modelwatch.cli_webhooks import webhooks
 from modelwatch.config import Config, load_config
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError
-from modelwatch.settings import ENV_API_KEY, ENV_CONFIG, Settings
+from modelwatch.settings import (
+    ENV_API_KEY,
+    ENV_CONFIG,
+    ENV_SCHEDULER_STATE,
+    ENV_WORKERS,
+    Settings,
+)
 from modelwatch.store.engine import Store
 from modelwatch.telemetry import setup_telemetry
+
+if TYPE_CHECKING:
+    from modelwatch.background import Background
 
 __all__ = ["main"]
 
@@ -80,6 +91,14 @@ def _load(config_path: str | None) -> Config | None:
 @click.option(
     "--scheduler/--no-scheduler", default=True, show_default=True, help="Evaluate in this process."
 )
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    envvar=ENV_WORKERS,
+    help="API processes sharing the port; the scheduler runs once, in the parent.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -89,6 +108,7 @@ def serve(
     insecure: bool,
     migrate: bool,
     scheduler: bool,
+    workers: int,
 ) -> None:
     """Run the API and the evaluation scheduler."""
     import uvicorn
@@ -110,6 +130,9 @@ def serve(
                 "Create one with 'modelwatch keys create --name NAME --scope admin', "
                 "or pass --insecure."
             )
+        if workers > 1:
+            _serve_processes(ctx.obj, store, config, config_path, host, port, workers, scheduler)
+            return
         app = create_app(ctx.obj, store, config, scheduler=scheduler)
     except ModelwatchError as exc:
         _fail(str(exc))
@@ -128,24 +151,13 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
     import signal
     import threading
 
-    from collector.ingest import Ingestor
-    from modelwatch.app import apply_config
-    from modelwatch.background import build_background
     from modelwatch.store.migrate import is_current
-    from modelwatch.store.registry import Registry
 
-    config = _load(config_path) or Config.model_validate({})
+    config = _load(config_path)
     store = _store(ctx)
     if not is_current(store):
         _fail("the store schema is behind: run 'modelwatch db upgrade'")
-    registry = Registry(store)
-    apply_config(config, store, registry)
-    settings: Settings = ctx.obj
-    # Evaluation, alerting, retraining and scrapers: API replicas started with
-    # --no-scheduler do none of it.
-    background = build_background(
-        store, registry, config, Ingestor(store, registry, settings.max_batch_events)
-    )
+    background = _background(ctx.obj, store, config)
     service = background.evaluation
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -157,6 +169,67 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
     background.shutdown()
     telemetry.shutdown()
     click.echo(f"worker stopped: {service.state.evaluated} runs evaluated")
+
+
+def _background(settings: Settings, store: Store, config: Config | None) -> Background:
+    """Evaluation, alerting, retraining and scrapers, for the one process that runs them:
+    API replicas started with --no-scheduler, and serve's worker processes, do none of it."""
+    from collector.ingest import Ingestor
+    from modelwatch.app import apply_config
+    from modelwatch.background import build_background
+    from modelwatch.store.registry import Registry
+
+    config = config or Config.model_validate({})
+    registry = Registry(store)
+    apply_config(config, store, registry)
+    ingestor = Ingestor(store, registry, settings.max_batch_events)
+    return build_background(store, registry, config, ingestor)
+
+
+def _serve_processes(
+    settings: Settings,
+    store: Store,
+    config: Config | None,
+    config_path: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    scheduler: bool,
+) -> None:
+    """uvicorn's worker processes serve the API; this one supervises them and schedules."""
+    import tempfile
+
+    import uvicorn
+
+    from modelwatch.scheduler_state import PUBLISH_INTERVAL_S, publish_state
+
+    # The workers are spawned, not forked: they read all they need from the environment.
+    if config_path is not None:
+        os.environ[ENV_CONFIG] = str(Path(config_path).resolve())
+    background = _background(settings, store, config) if scheduler else None
+    telemetry = setup_telemetry()
+    with tempfile.TemporaryDirectory(prefix="modelwatch-serve-") as tmp:
+        if background is not None:
+            state, path = background.evaluation.state, Path(tmp) / "scheduler.json"
+            os.environ[ENV_SCHEDULER_STATE] = str(path)
+            background.evaluation.add_job(
+                lambda: publish_state(state, path), PUBLISH_INTERVAL_S, "publish-state"
+            )
+            background.start()
+            publish_state(state, path)
+        try:
+            uvicorn.run(
+                "modelwatch.app:worker_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=settings.log_level.lower(),
+            )
+        finally:
+            if background is not None:
+                background.shutdown()
+            telemetry.shutdown()
 
 
 _SINCE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]

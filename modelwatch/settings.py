@@ -7,6 +7,8 @@
 | ``MODELWATCH_MAX_BODY_BYTES`` | largest ingest request body accepted (413 beyond) | 16 MiB |
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
+| ``MODELWATCH_WORKERS`` | ``modelwatch serve``: API processes (``--workers``) | 1 |
+| ``MODELWATCH_SCHEDULER_STATE`` | set by ``serve --workers N``: its scheduler's state file | none |
 | ``MODELWATCH_LOG_LEVEL`` | Python logging level name | ``INFO`` |
 | ``MODELWATCH_DEMO_SLACK_CHANNEL`` | ``modelwatch demo``: Slack channel for its alerts | none |
 | ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
@@ -65,7 +67,9 @@ __all__ = [
     "ENV_OTEL_TRACES_EXPORTER",
     "ENV_REPORT_DIR",
     "ENV_REPORT_MAX_ROWS",
+    "ENV_SCHEDULER_STATE",
     "ENV_WEBHOOK_SECRET",
+    "ENV_WORKERS",
     "Settings",
 ]
 
@@ -75,6 +79,8 @@ ENV_MAX_BODY_BYTES = "MODELWATCH_MAX_BODY_BYTES"
 ENV_MAX_REFERENCE_BYTES = "MODELWATCH_MAX_REFERENCE_BYTES"
 ENV_MAX_BATCH_EVENTS = "MODELWATCH_MAX_BATCH_EVENTS"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
+ENV_WORKERS = "MODELWATCH_WORKERS"
+ENV_SCHEDULER_STATE = "MODELWATCH_SCHEDULER_STATE"
 ENV_WEBHOOK_SECRET = "MODELWATCH_WEBHOOK_SECRET"
 ENV_API_KEY = "MODELWATCH_API_KEY"
 ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"

@@ -1,4 +1,5 @@
-"""Scale-out on one PostgreSQL: three API processes and three workers, each thing done once.
+"""Scale-out: three API processes and three workers on one PostgreSQL, and three API
+processes of one ``serve --workers 3`` on SQLite or PostgreSQL; each thing done once.
 
 Three ``modelwatch serve --no-scheduler`` processes and three ``modelwatch worker``
 processes share a fresh PostgreSQL schema and one config file (a model, a monitor
@@ -18,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -290,6 +292,109 @@ def test_three_apis_and_three_workers_do_everything_once(pg_url: str, tmp_path: 
     store.dispose()
 
 
+@contextlib.contextmanager
+def served(url: str, config: Path, logs: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``modelwatch serve --workers PROCESSES`` on ``url``; stopped with SIGTERM, which
+    must end it cleanly."""
+    env = {**os.environ, "MODELWATCH_DATABASE_URL": url, "MODELWATCH_LOG_LEVEL": "WARNING"}
+    port = free_port()
+    cmd = [sys.executable, "-m", "modelwatch.cli", "serve", "--port", str(port)]
+    cmd += ["--workers", str(PROCESSES), "--config", str(config)]
+    with open(logs / "serve.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        c = Cluster([f"http://127.0.0.1:{port}"], [logs / "serve.log"])
+        try:
+            _wait_healthy(c, [proc])
+            yield c.apis[0], proc
+            assert proc.poll() is None, "serve died:\n" + c.tail()
+        finally:
+            proc.terminate()
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+        assert code == 0, f"serve exited with {code} on SIGTERM:\n" + c.tail()
+
+
+def _api_processes(parent: int) -> dict[int, float]:
+    """CPU seconds of each process uvicorn spawned to serve the API, by pid (Linux /proc)."""
+    out = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(fields[1]) == parent and b"spawn_main" in cmdline:
+                out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / 100
+    return out
+
+
+def test_serve_workers_share_one_store_and_schedule_once(store_url: str, tmp_path: Path) -> None:
+    """``serve --workers 3``: three API processes behind one port, on SQLite as on
+    PostgreSQL; the same traffic as above stored once, evaluated and notified once by the
+    parent's scheduler, whose state every API process reports on /metrics; an API process
+    killed is replaced."""
+    store = Store(store_url)
+    upgrade(store)
+    with WebhookReceiver() as hook:
+        config = tmp_path / "modelwatch.yaml"
+        config.write_text(yaml.safe_dump(_config(hook.url)))
+        with served(store_url, config, tmp_path) as (api, proc):
+            for version, alias in zip(VERSIONS, ("champion", "challenger"), strict=True):
+                body = {"version": version, "alias": alias}
+                r = httpx.post(f"{api}/v1/models/churn/versions", json=body, timeout=30)
+                assert r.status_code == 201, r.text
+            before = _api_processes(proc.pid)
+            assert len(before) == PROCESSES
+            events, labels, expected = _traffic(time.time())
+            label_results = _send_overlapping([api] * PROCESSES, "/v1/ground-truth", labels)
+            event_results = _send_overlapping([api] * PROCESSES, "/v1/predictions", events)
+            busy = [p for p, cpu in _api_processes(proc.pid).items() if cpu > before[p]]
+            assert len(busy) >= 2, f"one process served everything: {before}"
+            _assert_stored_once(store, label_results, event_results)
+            deadline = time.monotonic() + 60
+            while not _settled(store, expected):
+                assert time.monotonic() < deadline, "evaluation did not settle"
+                time.sleep(0.5)
+            [(done,)] = _query(store, "SELECT COUNT(*) FROM evaluation_runs")
+            _kill_one_and_see_it_replaced(proc.pid)
+            hook.wait_for(GROUPS, timeout=30)
+            time.sleep(1.5 * ALERTING_INTERVAL_S)  # and the parent has published its state
+            for _ in range(PROCESSES):  # whichever process answers
+                samples = _scrape(api)
+                assert samples["modelwatch_scheduler_running"] == 1.0
+                assert samples["modelwatch_scheduler_evaluated_runs_total"] >= done > 0
+        assert _api_processes(proc.pid) == {}
+        _assert_evaluated_once(store, schedulers=1)
+        _assert_notified_once(store, hook.requests)
+    store.dispose()
+
+
+def _kill_one_and_see_it_replaced(parent: int) -> None:
+    victim = min(_api_processes(parent))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        pids = set(_api_processes(parent))
+        if len(pids) == PROCESSES and victim not in pids:
+            return
+        assert time.monotonic() < deadline, f"{victim} killed, API processes now {pids}"
+        time.sleep(0.2)
+
+
+def _scrape(api: str) -> dict[str, float]:
+    """Unlabelled samples of /metrics, fetched on a new connection each time."""
+    text = httpx.get(f"{api}/metrics", timeout=30).text
+    return {
+        name: float(value)
+        for name, value in (
+            line.split(" ", 1) for line in text.splitlines() if line and line[0] != "#"
+        )
+        if "{" not in name
+    }
+
+
 def _assert_stored_once(
     store: Store, label_results: list[dict[str, int]], event_results: list[dict[str, int]]
 ) -> None:
@@ -303,16 +408,16 @@ def _assert_stored_once(
     assert sum(r["duplicates"] for r in label_results) == sent_labels - REQUESTS
     assert sum(r["updated"] for r in label_results) == 0
     layout = Registry(store).get_model("churn").layout
-    [(rows, distinct)] = _query(
-        store,
-        f"SELECT COUNT(*), COUNT(DISTINCT (request_id, version_id)) FROM {layout.events.name}",
-    )
+    [(rows,)] = _query(store, f"SELECT COUNT(*) FROM {layout.events.name}")
+    distinct_rows = f"SELECT DISTINCT request_id, version_id FROM {layout.events.name}"
+    [(distinct,)] = _query(store, f"SELECT COUNT(*) FROM ({distinct_rows}) d")
     assert rows == distinct == distinct_events
     [(label_rows,)] = _query(store, f"SELECT COUNT(*) FROM {layout.labels.name}")
     assert label_rows == REQUESTS
 
 
-def _assert_evaluated_once(store: Store) -> None:
+def _assert_evaluated_once(store: Store, *, schedulers: int | None = None) -> None:
+    """Each run once; ``schedulers``: how many processes claimed runs (None: more than one)."""
     runs = _query(
         store,
         "SELECT monitor_id, version_id, window_start_us, segment_key, data_state, status, "
@@ -323,7 +428,10 @@ def _assert_evaluated_once(store: Store) -> None:
     assert max(keys.values()) == 1  # one run per (monitor, version, window, segment, state)
     assert {(r[5], r[6]) for r in runs} == {("done", 1)}  # each claimed once, finished
     workers = Counter(r[7] for r in runs)
-    assert len(workers) > 1, f"one worker did everything: {workers}"
+    if schedulers is None:
+        assert len(workers) > 1, f"one worker did everything: {workers}"
+    else:
+        assert len(workers) == schedulers, f"runs claimed by {workers}"
     current = _query(
         store,
         "SELECT version_id, window_start_us, segment_key, COUNT(*) FROM evaluation_runs "

@@ -133,7 +133,7 @@ def test_a_store_failure_is_logged_and_the_scrape_still_answers(
 ) -> None:
     unreachable = Store(url)
     busy = _Scheduler(running=True, evaluated=3)
-    registry = build_metrics_registry(unreachable, families=FAMILIES, scheduler=busy)
+    registry = build_metrics_registry(unreachable, families=FAMILIES, scheduler=lambda: busy)
     with caplog.at_level(logging.ERROR):
         samples = registry_samples(registry)
     assert pick(samples, "modelwatch_store_up") == [0.0]
@@ -143,7 +143,7 @@ def test_a_store_failure_is_logged_and_the_scrape_still_answers(
     assert pick(samples, "modelwatch_scheduler_running") == [1.0]
     assert pick(samples, "modelwatch_scheduler_evaluated_runs_total") == [3.0]
     # a process whose scheduler never ran (serve --no-scheduler) exports none of it
-    idle = build_metrics_registry(unreachable, families=FAMILIES, scheduler=_Scheduler())
+    idle = build_metrics_registry(unreachable, families=FAMILIES, scheduler=_Scheduler)
     assert not [name for name in registry_samples(idle) if "scheduler" in name]
 
 

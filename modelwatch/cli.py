@@ -208,6 +208,7 @@ def _serve_processes(
         os.environ[ENV_CONFIG] = str(Path(config_path).resolve())
     background = _background(settings, store, config) if scheduler else None
     telemetry = setup_telemetry()
+    os.environ.pop(ENV_SCHEDULER_STATE, None)  # set below only if this process schedules
     with tempfile.TemporaryDirectory(prefix="modelwatch-serve-") as tmp:
         if background is not None:
             state, path = background.evaluation.state, Path(tmp) / "scheduler.json"

@@ -411,8 +411,8 @@ BROKEN = {
     "unknown key": (_set("services.api.replica", 2), "schema: services/api: 'replica'"),
     "verb": (_set("services.worker.command", ["wokrer"]), "has no verb 'wokrer'"),
     "option": (
-        _set("services.api.command", [*API_CMD, "--workers", "4"]),
-        "No such option '--workers'",
+        _set("services.api.command", [*API_CMD, "--threads", "4"]),
+        "No such option '--threads'",
     ),
     "option value": (
         _set("services.api.command", ["serve", "--port", "eighty"]),

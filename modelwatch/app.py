@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -37,7 +36,7 @@ from modelwatch.config import Config, load_config
 from modelwatch.errors import ConfigError, ValidationFailed
 from modelwatch.http import install_error_handlers
 from modelwatch.scheduler_state import SchedulerStateFile
-from modelwatch.settings import ENV_SCHEDULER_STATE, Settings
+from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
@@ -140,8 +139,8 @@ def worker_app() -> FastAPI:
     settings = Settings.from_env()
     config = None if settings.config_path is None else load_config(settings.config_path)
     store = Store(settings.database_url)
-    state_file = os.environ.get(ENV_SCHEDULER_STATE)
-    state = None if not state_file else SchedulerStateFile(Path(state_file))
+    path = settings.scheduler_state_path
+    state = None if path is None else SchedulerStateFile(Path(path))
     return create_app(settings, store, config, telemetry=setup_telemetry(), scheduler_state=state)
 
 

@@ -126,6 +126,7 @@ class Settings:
     metrics_top_features: int = 10
     report_dir: str = "./modelwatch-reports"
     report_max_rows: int = 20_000
+    scheduler_state_path: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,4 +141,5 @@ class Settings:
             metrics_top_features=_int(env, ENV_METRICS_TOP_FEATURES, cls.metrics_top_features),
             report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,
             report_max_rows=_int(env, ENV_REPORT_MAX_ROWS, cls.report_max_rows),
+            scheduler_state_path=env.get(ENV_SCHEDULER_STATE) or None,
         )

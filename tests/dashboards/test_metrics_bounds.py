@@ -4,13 +4,13 @@ firing alerts and the outbox; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from alerts.service import AlertingService
 from dashboards.metrics import build_metrics_registry
+from evaluators.scheduler import SchedulerState
 from modelwatch.config import Config
 from modelwatch.outbox import RetryPolicy
 from modelwatch.results import MetricResult, Status
@@ -132,7 +132,7 @@ def test_a_store_failure_is_logged_and_the_scrape_still_answers(
     url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     unreachable = Store(url)
-    busy = _Scheduler(running=True, evaluated=3)
+    busy = SchedulerState(running=True, evaluated=3)
     registry = build_metrics_registry(unreachable, families=FAMILIES, scheduler=lambda: busy)
     with caplog.at_level(logging.ERROR):
         samples = registry_samples(registry)
@@ -143,16 +143,5 @@ def test_a_store_failure_is_logged_and_the_scrape_still_answers(
     assert pick(samples, "modelwatch_scheduler_running") == [1.0]
     assert pick(samples, "modelwatch_scheduler_evaluated_runs_total") == [3.0]
     # a process whose scheduler never ran (serve --no-scheduler) exports none of it
-    idle = build_metrics_registry(unreachable, families=FAMILIES, scheduler=_Scheduler)
+    idle = build_metrics_registry(unreachable, families=FAMILIES, scheduler=SchedulerState)
     assert not [name for name in registry_samples(idle) if "scheduler" in name]
-
-
-@dataclass
-class _Scheduler:
-    running: bool = False
-    planned: int = 0
-    evaluated: int = 0
-    failed: int = 0
-    last_plan_at: float | None = None
-    last_run_at: float | None = None
-    monitors: list[str] = field(default_factory=list)

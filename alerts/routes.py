@@ -90,15 +90,8 @@ def list_alerts(
 ) -> dict[str, Any]:
     service = _alerting(request)
     every = service.alerts.all()
-    firing = [a for a in every if a.state == FIRING]
-    silences = service.alerts.silences(active_at=datetime.now(UTC))
-    rules = service.config.inhibit_rules
     shown = [a for a in every if state is None or a.state == state]
-    return {
-        "alerts": [
-            _alert_json(a, silenced(a, silences), inhibited(a, firing, rules)) for a in shown
-        ]
-    }
+    return {"alerts": _alerts_json(service, shown, every)}
 
 
 @router.get("/alerts/{alert_id}")
@@ -106,13 +99,24 @@ def get_alert(
     alert_id: int, request: Request, _: Principal = Requires(Scope.READ)
 ) -> dict[str, Any]:
     service = _alerting(request)
-    found = next((a for a in service.alerts.all() if a.id == alert_id), None)
+    every = service.alerts.all()
+    found = next((a for a in every if a.id == alert_id), None)
     if found is None:
         raise NotFoundError(f"no alert with id {alert_id}")
-    silences = service.alerts.silences(active_at=datetime.now(UTC))
-    body = _alert_json(found, silenced(found, silences), False)
+    [body] = _alerts_json(service, [found], every)
     body["transitions"] = service.alerts.transitions(found.id)
     return body
+
+
+def _alerts_json(
+    service: AlertingService, shown: list[AlertRecord], every: list[AlertRecord]
+) -> list[dict[str, Any]]:
+    """``shown`` with the silence that mutes each now, and whether a firing alert among
+    ``every`` inhibits it."""
+    firing = [a for a in every if a.state == FIRING]
+    silences = service.alerts.silences(active_at=datetime.now(UTC))
+    rules = service.config.inhibit_rules
+    return [_alert_json(a, silenced(a, silences), inhibited(a, firing, rules)) for a in shown]
 
 
 class SilenceIn(BaseModel):

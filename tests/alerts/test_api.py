@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from modelwatch.cli import cli
-from tests.alerts.helpers import Results, drift
+from tests.alerts.helpers import Results, accuracy, drift
 
 POLICY = {"name": "drift", "condition": {"status": {"metric": "ks", "column": "*"}}}
 
@@ -55,6 +55,32 @@ def test_alerts_and_silences(client: TestClient, store: object) -> None:
     assert client.delete("/v1/silences/999").status_code == 404
     assert client.get("/v1/alerts/999").status_code == 404
     assert client.get("/v1/alerts", params={"state": "exploded"}).status_code == 422
+
+
+def test_an_alert_muted_by_a_firing_critical_says_so_in_the_list_and_alone(
+    client: TestClient, store: object
+) -> None:
+    results = Results(store)  # type: ignore[arg-type]
+    low = {"threshold": {"metric": "accuracy", "op": "<", "value": 0.8}}
+    client.post(
+        "/v1/policies", json={"name": "accuracy-low", "severity": "critical", "condition": low}
+    )
+    client.post("/v1/policies", json={**POLICY, "severity": "warning"})
+    results.window(0, [accuracy(0.5), drift("age", 0.4, True)])
+    client.app.state.alerting.engine.evaluate()  # type: ignore[attr-defined]
+    listed = {a["labels"]["alertname"]: a for a in client.get("/v1/alerts").json()["alerts"]}
+    assert {name: a["state"] for name, a in listed.items()} == {
+        "accuracy-low": "firing",
+        "drift": "firing",
+    }
+    # the default rule: a firing critical mutes the same model's warnings
+    assert {name: a["inhibited"] for name, a in listed.items()} == {
+        "accuracy-low": False,
+        "drift": True,
+    }
+    for a in listed.values():
+        alone = client.get(f"/v1/alerts/{a['id']}").json()
+        assert (alone["inhibited"], alone["silenced_by"]) == (a["inhibited"], None)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from modelwatch.domain import Scope
 from modelwatch.durations import Duration
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.pipelines import pipeline_refs
 from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
 
@@ -57,6 +58,15 @@ def create_policy(
         msg = f"unknown metric {unknown[0]!r}; known metrics: {', '.join(sorted(known))}"
         raise ValidationFailed([FieldError(("condition",), msg)])
     service = _alerting(request)
+    pipelines = [p.name for p in service.config.pipelines]
+    missing = [(loc, name) for loc, name in pipeline_refs(spec.actions) if name not in pipelines]
+    if missing:
+        raise ValidationFailed(
+            [
+                FieldError(loc, f"no pipeline named {name!r} in the config (known: {pipelines})")
+                for loc, name in missing
+            ]
+        )
     if any(p.name == spec.name for p in service.config.policies):
         raise ValidationFailed([FieldError(("name",), "a policy of that name is in the config")])
     service.alerts.create_policy(spec, who.name)

@@ -20,7 +20,7 @@ from modelwatch.collectors import OtlpSpec, ScrapeTarget
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
 from modelwatch.monitors import MonitorSpec
-from modelwatch.pipelines import PipelineSpec
+from modelwatch.pipelines import PipelineSpec, pipeline_refs
 from modelwatch.policies import (
     DEFAULT_INHIBIT,
     DEFAULT_ROUTE,
@@ -75,14 +75,11 @@ class Config(BaseModel):
         if dupes:
             raise ValueError(f"pipelines: duplicate names {dupes}")
         for i, policy in enumerate(self.policies):
-            for j, action in enumerate(policy.actions):
-                wanted = (action.retrain.pipeline if action.retrain else None) or (
-                    action.promote.deploy if action.promote else None
-                )
-                if wanted is not None and wanted not in names:
-                    raise ValueError(
-                        f"policies[{i}].actions[{j}]: no pipeline named {wanted!r} (known: {names})"
-                    )
+            for loc, wanted in pipeline_refs(policy.actions):
+                if wanted not in names:
+                    _, j, kind, field = loc
+                    path = f"policies[{i}].actions[{j}].{kind}.{field}"
+                    raise ValueError(f"{path}: no pipeline named {wanted!r} (known: {names})")
 
 
 def _route_receivers(route: RouteSpec, path: str) -> list[tuple[str, str | None]]:
@@ -136,6 +133,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
+            if not err["loc"] and err["type"] == "value_error":
+                # A whole-config check (cross references) names its own keys.
+                lines.append(f"{file}: {err['ctx']['error']}")
+                continue
             value = f" (got {err['input']!r})" if not isinstance(err["input"], dict | list) else ""
             lines.append(f"{file}: {_loc(err['loc'])}: {err['msg']}{value}")
         raise ConfigError("\n".join(lines)) from None

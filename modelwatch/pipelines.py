@@ -10,6 +10,7 @@ after approval, then optionally call a deployment pipeline).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,7 +19,7 @@ from modelwatch.domain import NAME_PATTERN
 from modelwatch.durations import Duration
 from modelwatch.webhooks import secret_key
 
-__all__ = ["Action", "PipelineSpec", "PromoteAction", "RetrainAction"]
+__all__ = ["Action", "PipelineSpec", "PromoteAction", "RetrainAction", "pipeline_refs"]
 
 
 class _Strict(BaseModel):
@@ -99,3 +100,12 @@ class Action(_Strict):
         if len(given) != 1:
             raise ValueError(f"give exactly one of notify, retrain, promote; got {given or 'none'}")
         return self
+
+
+def pipeline_refs(actions: list[Action]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Each pipeline ``actions`` call, with the path of the field naming it."""
+    for j, action in enumerate(actions):
+        if action.retrain is not None:
+            yield ("actions", j, "retrain", "pipeline"), action.retrain.pipeline
+        if action.promote is not None and action.promote.deploy is not None:
+            yield ("actions", j, "promote", "deploy"), action.promote.deploy

@@ -8,6 +8,7 @@ import pytest
 
 from modelwatch.config import load_config
 from modelwatch.errors import ConfigError
+from modelwatch.webhooks import generate_secret
 
 GOOD = """
 models:
@@ -53,3 +54,26 @@ def test_unknown_section_and_bad_yaml(tmp_path: Path) -> None:
         load_config(path, env={})
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.yaml", env={})
+
+
+PIPELINES = """
+pipelines:
+  - {name: trainer, url: "http://127.0.0.1:9/train", secret: SECRET}
+policies:
+  - name: drift
+    condition: {status: {metric: ks}}
+    actions:
+      - notify
+      - {retrain: {pipeline: trainer}}
+      - {promote: {deploy: deployer}}
+"""
+
+
+def test_a_policy_calling_an_unknown_pipeline_names_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "mw.yaml"
+    path.write_text(PIPELINES.replace("SECRET", generate_secret()))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert "mw.yaml: policies[0].actions[2].promote.deploy:" in str(err.value)
+    assert "no pipeline named 'deployer' (known: ['trainer'])" in str(err.value)
+    assert "top level" not in str(err.value) and "Value error" not in str(err.value)

@@ -30,6 +30,23 @@ def test_policies_are_created_listed_and_validated(client: TestClient) -> None:
     assert r.status_code == 422 and "exactly one condition kind" in r.json()["detail"]
 
 
+def test_a_policy_calling_a_pipeline_the_config_lacks_is_refused(client: TestClient) -> None:
+    actions = ["notify", {"retrain": {"pipeline": "trainer"}}, {"promote": {"deploy": "cd"}}]
+    r = client.post("/v1/policies", json={**POLICY, "actions": actions})
+    assert r.status_code == 422
+    errors = {tuple(e["loc"]): e["msg"] for e in r.json()["errors"]}
+    assert errors == {
+        (
+            "actions",
+            1,
+            "retrain",
+            "pipeline",
+        ): "no pipeline named 'trainer' in the config (known: [])",
+        ("actions", 2, "promote", "deploy"): "no pipeline named 'cd' in the config (known: [])",
+    }
+    assert client.get("/v1/policies").json()["policies"] == []  # nothing stored
+
+
 def test_alerts_and_silences(client: TestClient, store: object) -> None:
     results = Results(store)  # type: ignore[arg-type]
     client.post("/v1/policies", json=POLICY)

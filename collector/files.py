@@ -9,6 +9,7 @@ carry ``timestamp`` and the usage fields.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from modelwatch.collectors import usage_sample_id
 from modelwatch.domain import FeatureType, normalize_class
 from modelwatch.errors import FieldError, ValidationFailed
 from modelwatch.store.layout import ColumnKind, ModelLayout
@@ -144,9 +146,21 @@ def label_payloads(layout: ModelLayout, frame: pl.DataFrame) -> list[dict[str, A
 
 
 def usage_payloads(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Samples as the API takes them. A row without a ``sample_id`` gets one derived from
+    its content, so importing a file twice stores its samples once (rows identical in
+    every column are one sample)."""
     if "timestamp" not in frame.columns:
         raise ValidationFailed([FieldError(("timestamp",), "required column is missing")])
-    return list(_timestamps(frame).to_dicts())
+    samples = _timestamps(frame).to_dicts()
+    for sample in samples:
+        if sample.get("sample_id") is None:
+            sample["sample_id"] = _content_id(sample)
+    return samples
+
+
+def _content_id(sample: dict[str, Any]) -> str:
+    content = {k: v for k, v in sample.items() if k != "sample_id"}
+    return usage_sample_id("file", json.dumps(content, sort_keys=True, default=str), length=40)
 
 
 def reference_frame(layout: ModelLayout, frame: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:

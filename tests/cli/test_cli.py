@@ -132,6 +132,21 @@ def test_import_labels_and_usage(churn: TestClient, store: Store, tmp_path: Path
     )
     assert "2 stored" in result.output, result.output
     assert _version(churn, "v2")["usage"]["count"] == 2
+    # again, with one more sample: the two already stored are duplicates, though the
+    # file has no sample ids
+    more = pl.concat([usage, usage.head(1).with_columns(timestamp=pl.lit(1763632802.0))])
+    result = _run(
+        store,
+        "import",
+        "usage",
+        _write(tmp_path, more, "usage"),
+        "--model",
+        "churn",
+        "--version",
+        "v2",
+    )
+    assert "3 rows, 1 stored, 2 duplicates" in result.output, result.output
+    assert _version(churn, "v2")["usage"]["count"] == 3
 
 
 def _write(tmp_path: Path, frame: pl.DataFrame, name: str = "events") -> str:

@@ -1,5 +1,6 @@
 """Grouping alerts into notifications (group_wait, group_interval, repeat_interval)
-and writing them to the outbox; silenced and inhibited alerts are left out.
+and writing them to the outbox; silenced and inhibited alerts, and those of policies
+without a ``notify`` action, are left out.
 
 A group is notified first ``group_wait`` after it appeared, again no sooner
 than ``group_interval`` after its last notification when its alerts changed
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from alerts.notifiers.base import Alert, Notification
 from alerts.routing import Route, inhibited, routes_for, silenced
 from modelwatch.outbox import Outbox
-from modelwatch.policies import InhibitRule, ReceiverSpec, RouteSpec
+from modelwatch.policies import InhibitRule, PolicySpec, ReceiverSpec, RouteSpec
 from modelwatch.store.alerts import FIRING, RESOLVED, AlertRecord, AlertStore, GroupRecord
 from modelwatch.store.engine import Store
 from modelwatch.timeutil import utcnow
@@ -50,8 +52,12 @@ class Dispatcher:
         receivers: list[ReceiverSpec],
         inhibit_rules: list[InhibitRule],
         external_url: str = "",
+        policies: Callable[[], list[PolicySpec]] = list,
     ) -> None:
+        """``policies``: the alerting policies now; alerts of those without a ``notify``
+        action (e.g. retrain or promote only) are never notified."""
         self.store = store
+        self.policies = policies
         self.route = route
         self.receivers = {r.name: r for r in receivers}
         self.inhibit_rules = inhibit_rules
@@ -83,8 +89,11 @@ class Dispatcher:
         ]
         firing = [a for a in alerts if a.state == FIRING]
         silences = self.alerts.silences(active_at=now)
+        quiet = {p.name for p in self.policies() if not any(a.notify for a in p.actions)}
         groups: dict[tuple[str, str], _Group] = {}
         for alert in alerts:
+            if alert.labels.get("alertname") in quiet:
+                continue  # its policy acts (retrain, promote) without telling anyone
             if silenced(alert, silences) or inhibited(alert, firing, self.inhibit_rules):
                 continue
             for route in routes_for(self.route, alert.labels):

@@ -38,7 +38,12 @@ class AlertingService:
         self.alerts = AlertStore(store)
         self.engine = PolicyEngine(store, registry, self.policies, config.external_url)
         self.dispatcher = Dispatcher(
-            store, config.route, config.receivers, config.inhibit_rules, config.external_url
+            store,
+            config.route,
+            config.receivers,
+            config.inhibit_rules,
+            config.external_url,
+            self.policies,
         )
         self.handler = NotificationHandler(
             notifiers if notifiers is not None else build_notifiers(config.receivers), self.alerts

@@ -14,6 +14,7 @@ from modelwatch.outbox import DeliveryOutcome, RetryPolicy
 from modelwatch.policies import Matcher
 from modelwatch.results import Status
 from modelwatch.store.engine import Store
+from modelwatch.webhooks import generate_secret
 from tests.alerts.helpers import RecordingNotifier, Results, accuracy, drift
 
 
@@ -179,6 +180,29 @@ def test_critical_alerts_inhibit_warnings_of_the_same_model(world: Any) -> None:
     assert states["accuracy-low/"] == "firing" and states["feature-drift/age"] == "firing"
     names = [a.labels["alertname"] for n in notifier.sent for a in n.alerts]
     assert names == ["accuracy-low"]  # the warning is muted while the critical fires
+
+
+def test_a_policy_without_notify_fires_but_tells_no_one(store: Store) -> None:
+    """``actions: [retrain]`` (or promote) alone: the alert fires, the pipeline acts,
+    nobody is paged; the same policy with ``notify`` is told as usual."""
+    quiet = {"retrain": {"pipeline": "trainer"}}
+    drift_policy = {"condition": {"status": {"metric": "ks", "column": "*"}}, "severity": "warning"}
+    config = _config(
+        pipelines=[{"name": "trainer", "url": "http://127.0.0.1:9/", "secret": generate_secret()}],
+        policies=[
+            {**drift_policy, "name": "drift-retrain", "actions": [quiet]},
+            {**drift_policy, "name": "drift-page", "actions": ["notify", quiet]},
+        ],
+    )
+    results, notifier = Results(store), RecordingNotifier()
+    service = AlertingService(
+        store, results.registry, config, "test", notifiers={"oncall": notifier}, clock=Clock()
+    )
+    results.window(0, [drift("age", 0.4, True)])
+    service.cycle()
+    assert _states(service) == {"drift-retrain/age": "firing", "drift-page/age": "firing"}
+    names = [a.labels["alertname"] for n in notifier.sent for a in n.alerts]
+    assert names == ["drift-page"]
 
 
 def test_a_failing_receiver_delays_but_never_loses(world: Any) -> None:

@@ -141,6 +141,7 @@ LOOP_POLICIES: list[dict[str, Any]] = [
             f"pipeline {PIPELINE} is asked to retrain (at most every 5 minutes)"
         },
         "actions": [
+            "notify",  # on-call sees the loop at work, not only the pipeline
             {
                 "retrain": {
                     "pipeline": PIPELINE,
@@ -160,7 +161,7 @@ LOOP_POLICIES: list[dict[str, Any]] = [
             "summary": "{model} {version} (challenger) beats the champion: F1 {value} "
             "better (margin {threshold}); promoting it"
         },
-        "actions": [{"promote": {"deploy": PIPELINE}}],
+        "actions": ["notify", {"promote": {"deploy": PIPELINE}}],
     },
 ]
 

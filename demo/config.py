@@ -148,7 +148,7 @@ LOOP_POLICIES: list[dict[str, Any]] = [
                     "cooldown": "5m",  # short: a rerun of the demo retrains again
                     "training_data": {"window": "1h", "include": "the drifted traffic"},
                 }
-            }
+            },
         ],
     },
     {

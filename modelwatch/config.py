@@ -77,8 +77,7 @@ class Config(BaseModel):
         for i, policy in enumerate(self.policies):
             for loc, wanted in pipeline_refs(policy.actions):
                 if wanted not in names:
-                    _, j, kind, field = loc
-                    path = f"policies[{i}].actions[{j}].{kind}.{field}"
+                    path = _loc(("policies", i, *loc))
                     raise ValueError(f"{path}: no pipeline named {wanted!r} (known: {names})")
 
 

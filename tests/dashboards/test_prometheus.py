@@ -195,9 +195,12 @@ def _wait_for_scrapes(client: httpx.Client, log: Path, timeout: float = 25.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            body = client.get("/api/v1/query", params={"query": query}).json()
-            if body["status"] == "success" and body["data"]["result"]:
-                return
+            response = client.get("/api/v1/query", params={"query": query})
+            # Until its storage is open Prometheus answers 503 in plain text.
+            if response.status_code == 200:
+                body = response.json()
+                if body["status"] == "success" and body["data"]["result"]:
+                    return
         except httpx.TransportError:
             pass  # not listening yet
         time.sleep(0.3)

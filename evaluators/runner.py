@@ -85,7 +85,11 @@ class Runner:
                 _end_run(span, "failed", time.perf_counter() - started)
                 self.runs.fail(run, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
                 return run
-            self.runs.finish(run, results, (time.perf_counter() - started) * 1000)
+            if not self.runs.finish(run, results, (time.perf_counter() - started) * 1000):
+                log.warning(
+                    "evaluation run %s was taken over after its lease; its results are dropped",
+                    run.id,
+                )
             _end_run(span, "done", time.perf_counter() - started)
         return run
 

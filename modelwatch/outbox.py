@@ -6,7 +6,9 @@ follow the messages they update. Workers claim due deliveries with ``FOR
 UPDATE SKIP LOCKED`` (PostgreSQL), so each is sent by one worker; every
 attempt is recorded; failures are retried with exponential backoff and
 jitter (or after the receiver's ``Retry-After``) until the delivery's maximum
-age, when it is marked ``dead``.
+age, when it is marked ``dead``. The backoff is capped at a minute: a receiver
+that comes back after a long outage is probed again within about a minute, not
+after the ten minutes a longer cap would leave its queue waiting.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import StatusCode
 from sqlalchemy import Connection, Row, and_, exists, func, select, update
 
+from modelwatch.settings import ENV_DELIVERY_LEASE_S, lease_seconds
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
@@ -42,6 +45,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
+DELIVERY_LEASE_S = 120.0
 _tracer = trace.get_tracer(__name__)
 
 
@@ -99,7 +103,7 @@ def _delivery(row: Row[Any]) -> Delivery:
 class RetryPolicy:
     initial_s: float = 5.0
     multiplier: float = 2.0
-    max_s: float = 600.0
+    max_s: float = 60.0
     jitter: float = 0.2
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
@@ -110,8 +114,11 @@ class RetryPolicy:
 
 
 class Outbox:
-    def __init__(self, store: Store, lease_s: float = 120.0) -> None:
+    def __init__(self, store: Store, lease_s: float | None = None) -> None:
+        """``lease_s``: default ``MODELWATCH_DELIVERY_LEASE_S``, else 2 minutes."""
         self.store = store
+        if lease_s is None:
+            lease_s = lease_seconds(ENV_DELIVERY_LEASE_S, DELIVERY_LEASE_S)
         self.lease = timedelta(seconds=lease_s)
 
     def enqueue(
@@ -178,7 +185,12 @@ class Outbox:
         duration_ms: float,
         retry: RetryPolicy,
     ) -> str:
-        """Store the attempt and the delivery's next state; returns that state."""
+        """Store the attempt and the delivery's next state; returns that state.
+
+        The attempt is always kept; the state is left alone (and returned as it is)
+        when the claim is no longer this one's: its lease ran out and another worker
+        took the delivery over, so a late failure here cannot undo its success.
+        """
         now = utcnow()
         values: dict[str, Any] = {"claimed_by": None, "claimed_at": None}
         if outcome.ok:
@@ -202,11 +214,13 @@ class Outbox:
                     detail=outcome.detail[:2000],
                 )
             )
-            conn.execute(
-                update(t.deliveries)
-                .where(t.deliveries.c.id == delivery.id)
-                .values(status=status, **values)
+            d = t.deliveries
+            mine = d.c.status == SENDING, d.c.attempts == delivery.attempts
+            changed = conn.execute(
+                update(d).where(d.c.id == delivery.id, *mine).values(status=status, **values)
             )
+            if changed.rowcount == 0:
+                return str(conn.execute(select(d.c.status).where(d.c.id == delivery.id)).scalar())
         return status
 
     def get(self, delivery_id: int) -> Delivery:

@@ -16,6 +16,8 @@
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
+| ``MODELWATCH_RUN_LEASE_S`` | seconds before a dead worker's evaluation run is taken over | 900 |
+| ``MODELWATCH_DELIVERY_LEASE_S`` | seconds until a dead worker's delivery is taken over | 120 |
 
 OpenTelemetry export of the service's own traces and metrics (standard
 ``OTEL_*`` variables, read by :mod:`modelwatch.telemetry`; nothing is exported
@@ -49,6 +51,7 @@ __all__ = [
     "ENV_API_KEY",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
+    "ENV_DELIVERY_LEASE_S",
     "ENV_DEMO_SLACK_CHANNEL",
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
@@ -67,10 +70,12 @@ __all__ = [
     "ENV_OTEL_TRACES_EXPORTER",
     "ENV_REPORT_DIR",
     "ENV_REPORT_MAX_ROWS",
+    "ENV_RUN_LEASE_S",
     "ENV_SCHEDULER_STATE",
     "ENV_WEBHOOK_SECRET",
     "ENV_WORKERS",
     "Settings",
+    "lease_seconds",
 ]
 
 ENV_DATABASE_URL = "MODELWATCH_DATABASE_URL"
@@ -87,6 +92,8 @@ ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"
 ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
 ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
 ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"
+ENV_RUN_LEASE_S = "MODELWATCH_RUN_LEASE_S"
+ENV_DELIVERY_LEASE_S = "MODELWATCH_DELIVERY_LEASE_S"
 
 ENV_OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 ENV_OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -111,6 +118,26 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         raise ValueError(f"environment variable {name}={raw!r} is not an integer") from None
     if value <= 0:
+        raise ValueError(f"environment variable {name}={raw!r} must be positive")
+    return value
+
+
+def lease_seconds(name: str, default: float, env: Mapping[str, str] | None = None) -> float:
+    """A claim lease from the environment (``ENV_RUN_LEASE_S``, ``ENV_DELIVERY_LEASE_S``).
+
+    Read where the claiming store is built, so ``serve``, ``worker`` and the API
+    processes of ``serve --workers N`` all honour it without more wiring. A lease
+    shorter than the longest evaluation or delivery lets a second worker take over
+    work that is still in progress.
+    """
+    raw = (os.environ if env is None else env).get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+    if not value > 0:
         raise ValueError(f"environment variable {name}={raw!r} must be positive")
     return value
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row, and_, func, select, text, update
 
 from modelwatch.errors import NotFoundError
 from modelwatch.results import MetricResult
+from modelwatch.settings import ENV_RUN_LEASE_S, lease_seconds
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_one
 from modelwatch.store.engine import Store
@@ -28,6 +29,7 @@ __all__ = ["PlannedRun", "RunRecord", "RunStore", "WindowState", "window_states"
 
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 MAX_ATTEMPTS = 3
+RUN_LEASE_S = 900.0
 _PLAN_CHUNK = 500  # rows per INSERT, well under SQLite's bound-parameter limit
 
 
@@ -73,8 +75,11 @@ def _run(row: Row[Any]) -> RunRecord:
 
 
 class RunStore:
-    def __init__(self, store: Store, lease_s: float = 900.0) -> None:
+    def __init__(self, store: Store, lease_s: float | None = None) -> None:
+        """``lease_s``: default ``MODELWATCH_RUN_LEASE_S``, else 15 minutes."""
         self.store = store
+        if lease_s is None:
+            lease_s = lease_seconds(ENV_RUN_LEASE_S, RUN_LEASE_S)
         self.lease = timedelta(seconds=lease_s)
 
     def plan(self, runs: Sequence[PlannedRun]) -> int:
@@ -139,13 +144,16 @@ class RunStore:
 
     def finish(
         self, run: RunRecord, results: Sequence[tuple[str, MetricResult]], duration_ms: float
-    ) -> None:
+    ) -> bool:
         """Store ``(segment, result)`` pairs; the window's newest finished run is current.
 
         Runs of one window for different data states can finish in any order on
         different workers. Locking the window's runs first serialises their finishes,
         so exactly one run per window is current, and a run finishing after a newer
         one of its window keeps its results but not the window's current place.
+
+        False, storing nothing, when ``run`` is no longer this claim's: its lease
+        ran out and another worker took it over, which will store its own results.
         """
         r, m = t.evaluation_runs, t.metric_results
         same_window = and_(
@@ -156,6 +164,8 @@ class RunStore:
         )
         with self.store.write() as conn:
             conn.execute(select(r.c.id).where(same_window).order_by(r.c.id).with_for_update())
+            if not _still_claimed(conn, run):
+                return False
             newer = select(r.c.id).where(same_window, r.c.id > run.id, r.c.status == DONE)
             current = conn.execute(newer.limit(1)).first() is None
             if current:
@@ -176,6 +186,7 @@ class RunStore:
                     error=None,
                 )
             )
+        return True
 
     def fail(self, run: RunRecord, error: str) -> None:
         r = t.evaluation_runs
@@ -183,7 +194,7 @@ class RunStore:
         with self.store.write() as conn:
             conn.execute(
                 update(r)
-                .where(r.c.id == run.id)
+                .where(r.c.id == run.id, r.c.status == RUNNING, r.c.attempts == run.attempts)
                 .values(status=status, error=error[:4000], finished_at=utcnow())
             )
 
@@ -202,6 +213,13 @@ class RunStore:
             query = query.where(r.c.monitor_id == monitor_id)
         with self.store.read() as conn:
             return {s: int(n) for s, n in conn.execute(query)}
+
+
+def _still_claimed(conn: Connection, run: RunRecord) -> bool:
+    """Whether ``run`` is still running under this claim (each claim counts an attempt)."""
+    r = t.evaluation_runs
+    row = conn.execute(select(r.c.status, r.c.attempts).where(r.c.id == run.id)).one()
+    return bool(row.status == RUNNING and row.attempts == run.attempts)
 
 
 def _write_results(

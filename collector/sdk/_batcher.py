@@ -1,10 +1,18 @@
-"""The bounded buffer and the one background thread that empties it in batches.
+"""The memory buffer, the outage clock and the one background thread that empties them.
 
-Items wait in one list per (endpoint, model, version). The thread sends full
-batches as soon as a list holds ``batch_size`` items, and everything every
-``flush_interval`` seconds, on :meth:`Batcher.flush` and at close. Adding
-never blocks: when ``max_buffer`` items are waiting or in flight, the new item
-is dropped and counted. The thread logs and counts failures and never raises.
+Items wait in one list per (endpoint, model, version) and are cut into
+batches (``batch_size`` items, ``max_batch_bytes``) as soon as a list is full,
+every ``flush_interval`` seconds, on flush and at close. Batches go out one at
+a time, oldest first, spilled files before memory.
+
+While the service is unavailable the thread keeps the batches and tries again
+after each pause (``Retry-After`` or backoff) with no attempt cap; only when
+the service has been unavailable for longer than ``max_outage_s`` are the
+batches in memory given up: spilled when there is a spill directory, else
+dropped. Adding never blocks: beyond ``max_buffer_events`` or
+``max_buffer_bytes`` in memory the new item is dropped. With a spill
+directory, the thread moves everything in memory to disk once half of either
+limit is reached, so memory does not fill in the first place.
 """
 
 from __future__ import annotations
@@ -15,39 +23,67 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Protocol
 
-from collector.sdk._http import BatchKey, Sender, Tally, Throttle
+from collector.sdk._http import Answer, BatchKey, Outcome, RetryPolicy, Sender
+from collector.sdk._spill import SpillFile, Spool
+from collector.sdk._stats import DROP_REASONS, ClientStats, Throttle
 
-__all__ = ["Batcher", "ClientStats"]
+__all__ = ["Batcher", "Clock", "Limits"]
 
 logger = logging.getLogger("modelwatch.sdk")
 
 _JOIN_AFTER_ABORT = 2.0
 _JOIN_AFTER_EXIT = 5.0
+_COUNTERS = (
+    *("sent", "accepted", "duplicates", "updated"),
+    *("retries", "failed_batches", "spilled", "restored"),
+)
+
+
+class Clock(Protocol):
+    """Where the batcher reads the time and waits; tests pass a faster one."""
+
+    def now(self) -> float: ...
+
+    def wait(self, cond: threading.Condition, timeout: float | None) -> None: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def wait(self, cond: threading.Condition, timeout: float | None) -> None:
+        cond.wait(timeout)
 
 
 @dataclass(frozen=True)
-class ClientStats:
-    """A snapshot of the client's counters (items unless named otherwise)."""
+class Limits:
+    batch_size: int
+    flush_interval: float
+    max_batch_bytes: int
+    max_buffer_events: int
+    max_buffer_bytes: int
+    max_outage_s: float
+    close_timeout: float | None
 
-    sent: int = 0
-    """acknowledged by the server"""
-    accepted: int = 0
-    """stored as new rows"""
-    duplicates: int = 0
-    """already stored (request id seen before)"""
-    updated: int = 0
-    """labels that corrected an earlier label"""
-    dropped: int = 0
-    """never stored: buffer full, closed, invalid, rejected or out of retries"""
-    retries: int = 0
-    """requests repeated after a retryable failure"""
-    failed_batches: int = 0
-    """batches whose items were (partly) dropped after leaving the buffer"""
-    buffered: int = 0
-    """waiting or in flight now"""
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if name != "close_timeout" and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+
+
+@dataclass
+class Batch:
+    key: BatchKey
+    items: list[bytes]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(map(len, self.items))
 
 
 _LIVE: set[Batcher] = set()
@@ -56,7 +92,7 @@ _LIVE: set[Batcher] = set()
 @atexit.register
 def _close_all_at_exit() -> None:
     for batcher in list(_LIVE):
-        batcher.close(batcher.close_timeout)
+        batcher.close(batcher.limits.close_timeout)
 
 
 def _after_fork_hook(ref: weakref.ref[Batcher]) -> Callable[[], None]:
@@ -72,56 +108,57 @@ class Batcher:
     def __init__(
         self,
         sender: Sender,
-        *,
-        batch_size: int,
-        flush_interval: float,
-        max_buffer: int,
-        max_batch_bytes: int,
-        close_timeout: float | None,
+        limits: Limits,
+        retry: RetryPolicy,
+        spool: Spool | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        for name, value in [
-            ("batch_size", batch_size),
-            ("flush_interval", flush_interval),
-            ("max_buffer", max_buffer),
-            ("max_batch_bytes", max_batch_bytes),
-        ]:
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
         self.sender = sender
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self.max_buffer = max_buffer
-        self.max_batch_bytes = max_batch_bytes
-        self.close_timeout = close_timeout
-        self._closing = False
+        self.limits = limits
+        self.retry = retry
+        self.spool = spool
+        self.clock: Clock = clock or MonotonicClock()
+        self._disk: SpillFile | None = None  # the spilled file being sent (thread only)
         self._reset()
-        sender.on_retry = self._count_retry
         _LIVE.add(self)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_hook(weakref.ref(self)))
+        if spool is not None and spool.backlog:
+            self._start_thread()
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._drain_lock = threading.Lock()
+        self.throttle = Throttle(clock=self.clock.now)
         self._buffers: dict[BatchKey, list[bytes]] = {}
-        self._pending = 0  # waiting or in flight
-        self._full_batches = False  # some buffer holds batch_size items
-        self._flush_wanted = False
-        self._next_sweep = time.monotonic() + self.flush_interval
-        self._sweeps_started = 0  # drains that take everything
-        self._sweeps_done = 0
-        self._totals = Tally()
-        self._retries = 0
+        self._queue: deque[Batch] = deque()
+        self._inflight: Batch | None = None
+        self._mem_items = 0  # buffered, queued or in flight
+        self._mem_bytes = 0
+        self._added = 0  # items ever accepted into memory
+        self._finished = 0  # of those, delivered, dropped or spilled
+        self._flush_waiters = 0
+        self._full_batches = False
+        self._spill_wanted = False
+        self._next_sweep = self.clock.now() + self.limits.flush_interval
+        self._closing = False
+        self._aborting = False
+        self._disk_busy = False
+        self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._drops = dict.fromkeys(DROP_REASONS, 0)
+        self._down_since: float | None = None
+        self._streak = 0
+        self._retry_at = 0.0
         self._thread: threading.Thread | None = None
         self._no_thread = False
 
-    @property
-    def throttle(self) -> Throttle:
-        return self.sender.throttle
-
     def _after_fork(self) -> None:
-        """In a forked child: forget the parent's items, locks, thread and sockets."""
+        """In a forked child: forget the parent's items, locks, thread, claims and sockets."""
+        if self._disk is not None and self.spool is not None:
+            self.spool.forget(self._disk)
+        self._disk = None
+        if self.spool is not None:
+            self.spool.after_fork()
         self._reset()
         self.sender.reset()
 
@@ -129,90 +166,134 @@ class Batcher:
 
     def add(self, key: BatchKey, item: bytes) -> bool:
         """Buffer one serialised item; False (and counted as dropped) when it cannot be."""
+        limits = self.limits
         with self._lock:
             if self._closing:
                 reason = "closed"
-            elif self._pending >= self.max_buffer:
-                reason = "full"
+            elif (
+                self._mem_items >= limits.max_buffer_events
+                or self._mem_bytes + len(item) > limits.max_buffer_bytes
+            ):
+                reason = "buffer_full"
             else:
+                reason = ""
                 buf = self._buffers.setdefault(key, [])
                 buf.append(item)
-                self._pending += 1
-                if len(buf) == self.batch_size:
+                self._mem_items += 1
+                self._mem_bytes += len(item)
+                self._added += 1
+                if len(buf) == limits.batch_size:
                     self._full_batches = True
                     self._cond.notify()
+                if self.spool is not None and not self._spill_wanted and self._half_full():
+                    self._spill_wanted = True
+                    self._cond.notify()
                 start = self._thread is None and not self._no_thread
-                reason = ""
             if reason:
-                self._totals.dropped += 1
-        if reason == "full":
+                self._drops[reason] += 1
+        if reason == "buffer_full":
             self.throttle.warn(
-                "full", "buffer full (%d items): dropping new items", self.max_buffer
+                reason,
+                "buffer full (%d items or %d bytes): dropping new items",
+                limits.max_buffer_events,
+                limits.max_buffer_bytes,
             )
         elif reason == "closed":
-            self.throttle.warn("closed", "client is closed: dropping new items")
+            self.throttle.warn(reason, "client is closed: dropping new items")
         elif start:
             self._start_thread()
         return not reason
 
-    def count_dropped(self, n: int = 1) -> None:
-        with self._lock:
-            self._totals.dropped += n
+    def _half_full(self) -> bool:
+        return (
+            2 * self._mem_items >= self.limits.max_buffer_events
+            or 2 * self._mem_bytes >= self.limits.max_buffer_bytes
+        )
 
-    def _count_retry(self) -> None:
+    def count_dropped(self, reason: str, n: int = 1) -> None:
         with self._lock:
-            self._retries += 1
+            self._drops[reason] += n
 
     def stats(self) -> ClientStats:
         with self._lock:
-            counts = {f.name: getattr(self._totals, f.name) for f in fields(Tally)}
-            return ClientStats(**counts, retries=self._retries, buffered=self._pending)
+            dropped = sum(self._drops.values())
+            return ClientStats(**self._counts, dropped=dropped, buffered=self._mem_items)
+
+    def dropped(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._drops)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything added before this call was sent or given up."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until everything added before this call was delivered, spilled or
+        given up, and no spilled file is left that this client could send."""
+        deadline = None if timeout is None else self.clock.now() + timeout
         with self._cond:
-            if self._pending == 0:
-                return True
-            ticket = self._sweeps_started + 1
-            self._flush_wanted = True
+            ticket = self._added
+            self._flush_waiters += 1
             self._cond.notify_all()
-            threaded = self._thread is not None and self._thread.is_alive()
-        if not threaded:  # no thread (e.g. at interpreter exit): send from here
-            self._drain(everything=True, stop_at=deadline if self._closing else None)
-        with self._cond:
-            while self._sweeps_done < ticket:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            start = self._thread is None and not self._no_thread
+        if start:
+            self._start_thread()
+        try:
+            return self._wait_until(lambda: self._flushed(ticket), deadline)
+        finally:
+            with self._cond:
+                self._flush_waiters -= 1
+
+    def _flushed(self, ticket: int) -> bool:
+        if self._finished < ticket or self._disk_busy:
+            return False
+        return self.spool is None or self.spool.backlog == 0
 
     def close(self, timeout: float | None = None) -> bool:
-        """Refuse new items, flush, stop the thread. Items still unsent when
-        ``timeout`` expires are dropped and counted. Safe to call twice."""
+        """Refuse new items and flush for up to ``timeout`` seconds; then spill what
+        is still unsent (with a spill directory) or drop and count it. Safe to repeat."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         _LIVE.discard(self)
         try:
             done = self.flush(timeout)
-            if not done:
-                self.sender.abort.set()
+            with self._cond:
+                self._aborting = True
+                self._cond.notify_all()
             thread = self._thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(_JOIN_AFTER_EXIT if done else _JOIN_AFTER_ABORT)
                 if thread.is_alive():
+                    self._abandon(from_thread=False)
                     logger.warning(
-                        "modelwatch: sender thread still busy at close; %d item(s) may be lost",
-                        self._pending,
+                        "modelwatch: sender thread still busy at close; its batch in flight "
+                        "may be lost"
                     )
                     return False
+            elif not done:
+                self._abandon(from_thread=True)
             self.sender.close()
             return done
         except Exception:  # close() runs at interpreter exit: never raise
             logger.exception("modelwatch: error while closing the client")
             return False
+
+    def _wait_until(self, done: Callable[[], bool], deadline: float | None) -> bool:
+        while True:
+            with self._cond:
+                if done():
+                    return True
+                remaining = None if deadline is None else deadline - self.clock.now()
+                if remaining is not None and remaining <= 0:
+                    return False
+                inline = self._thread is None or not self._thread.is_alive()
+                if not inline:
+                    self.clock.wait(self._cond, remaining)
+                    continue
+                pause = self._pause()
+                if pause > 0:  # no thread (e.g. at interpreter exit): work from here
+                    self.clock.wait(
+                        self._cond, pause if remaining is None else min(pause, remaining)
+                    )
+                    continue
+            self._step()
 
     # --- the thread --------------------------------------------------------------
 
@@ -224,7 +305,7 @@ class Batcher:
             self._thread = thread
         try:
             thread.start()
-        except RuntimeError:  # e.g. at interpreter shutdown: flush/close send inline
+        except RuntimeError:  # e.g. at interpreter shutdown: flush/close work inline
             logger.debug("modelwatch: cannot start the sender thread", exc_info=True)
             with self._lock:
                 self._thread = None
@@ -233,90 +314,295 @@ class Batcher:
     def _run(self) -> None:
         while True:
             try:
-                if not self._cycle():
-                    return
+                with self._cond:
+                    while (pause := self._pause()) > 0:
+                        if self._should_exit():
+                            return
+                        self.clock.wait(self._cond, pause)
+                    if self._should_exit():
+                        return
+                self._step()
             except Exception:
                 logger.exception("modelwatch: sender thread error (continuing)")
                 time.sleep(0.1)
 
-    def _cycle(self) -> bool:
-        """Wait for work, send it; False once closed and empty."""
-        with self._cond:
-            while not (self._closing or self._flush_wanted or self._full_batches):
-                remaining = self._next_sweep - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            everything = self._closing or self._flush_wanted or time.monotonic() >= self._next_sweep
-        self._drain(everything)
-        with self._cond:
-            return not (self._closing and self._pending == 0)
+    def _should_exit(self) -> bool:
+        if self._aborting:
+            return self._mem_items == 0 and self._disk is None
+        return self._closing and self._mem_items == 0 and not self._has_work()
 
-    def _take(self, everything: bool) -> list[tuple[BatchKey, list[bytes]]]:
-        """Remove work from the buffers (lock held): all of it, or the full batches."""
+    def _has_work(self) -> bool:
+        return bool(self._queue) or self._disk_busy or bool(self.spool and self.spool.backlog)
+
+    def _pause(self) -> float:
+        """Seconds until the thread has something to do (lock held)."""
+        if self._aborting or self._spill_wanted or self._full_batches:
+            return 0.0
+        if self._buffers and (self._closing or self._flush_waiters):
+            return 0.0
+        now = self.clock.now()
+        pause = self._next_sweep - now
+        if self._has_work():
+            pause = min(pause, self._retry_at - now)
+        return max(0.0, pause)
+
+    def _step(self) -> None:
+        with self._cond:
+            if self._aborting:
+                abandon, periodic, spill, due = True, False, False, False
+            else:
+                abandon = False
+                now = self.clock.now()
+                periodic = now >= self._next_sweep
+                if periodic:
+                    self._next_sweep = now + self.limits.flush_interval
+                self._take(periodic or self._closing or self._flush_waiters > 0)
+                spill, self._spill_wanted = self._spill_wanted, False
+                due = now >= self._retry_at
+        if abandon:
+            return self._abandon(from_thread=True)
+        if periodic:
+            self.throttle.report_quiet()
+            if self.spool is not None and self._disk is None:
+                self.spool.refresh()
+        if spill:
+            self._evict(None)
+        if due:
+            self._send_next()
+        return None
+
+    def _take(self, everything: bool) -> None:
+        """Cut batches from the buffers into the queue (lock held): all, or the full ones."""
         self._full_batches = False
-        if everything:
-            taken = list(self._buffers.items())
-            self._buffers = {}
-            return taken
-        taken = []
-        for key, buf in self._buffers.items():
-            n = len(buf) - len(buf) % self.batch_size
+        for key in list(self._buffers):
+            buf = self._buffers[key]
+            n = len(buf) if everything else len(buf) - len(buf) % self.limits.batch_size
             if n:
-                taken.append((key, buf[:n]))
+                self._queue.extend(self._batches(key, buf[:n]))
                 del buf[:n]
-        return taken
+            if not buf:
+                del self._buffers[key]
 
-    def _batches(
-        self, taken: list[tuple[BatchKey, list[bytes]]]
-    ) -> Iterator[tuple[BatchKey, list[bytes]]]:
-        for key, items in taken:
-            chunk: list[bytes] = []
-            size = 0
-            for item in items:
-                if chunk and (
-                    len(chunk) >= self.batch_size or size + len(item) > self.max_batch_bytes
-                ):
-                    yield key, chunk
-                    chunk, size = [], 0
-                chunk.append(item)
-                size += len(item) + 1
-            if chunk:
-                yield key, chunk
+    def _batches(self, key: BatchKey, items: list[bytes]) -> Iterator[Batch]:
+        chunk: list[bytes] = []
+        size = 0
+        for item in items:
+            if chunk and (
+                len(chunk) >= self.limits.batch_size
+                or size + len(item) > self.limits.max_batch_bytes
+            ):
+                yield Batch(key, chunk)
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item) + 1
+        if chunk:
+            yield Batch(key, chunk)
 
-    def _drain(self, everything: bool, stop_at: float | None = None) -> None:
-        with self._drain_lock:
-            with self._cond:
-                if everything:
-                    self._flush_wanted = False
-                    self._sweeps_started += 1
-                    self._next_sweep = time.monotonic() + self.flush_interval
-                sweep = self._sweeps_started
-                taken = self._take(everything)
-            total = sum(len(items) for _, items in taken)
-            done = 0
-            try:
-                for key, chunk in self._batches(taken):
-                    if self.sender.abort.is_set():
-                        tally = Tally(dropped=len(chunk), failed_batches=1)
-                        self.throttle.warn(
-                            "abort", "dropped %d unsent item(s) at close", len(chunk)
-                        )
-                    else:
-                        tally = self.sender.send(key, chunk, stop_at)
-                    with self._cond:
-                        self._count(tally)
-                        self._pending -= len(chunk)
-                    done += len(chunk)
-            finally:
+    # --- sending -------------------------------------------------------------------
+
+    def _send_next(self) -> None:
+        batch = self._next_batch()
+        if batch is None:
+            return
+        try:
+            answer = self.sender.attempt(batch.key, batch.items)
+        except Exception as exc:  # a bug here or in a custom transport
+            logger.exception("modelwatch: unexpected error sending %d items", len(batch.items))
+            answer = Answer(Outcome.REJECT_ALL, f"{type(exc).__name__}: {exc}", reason="error")
+        self._settle(batch, answer)
+
+    def _next_batch(self) -> Batch | None:
+        """Spilled files first (they are older), then memory, oldest first."""
+        if self._disk is None and self.spool is not None and self.spool.backlog:
+            file, corrupt = self.spool.claim()
+            if corrupt:
+                self._drop("spill_error", corrupt, "unreadable line(s) in the spill directory")
+            if file is not None:
                 with self._cond:
-                    if done < total:
-                        self._totals.dropped += total - done
-                        self._pending -= total - done
-                    if everything:
-                        self._sweeps_done = sweep
-                    self._cond.notify_all()
+                    self._disk = file
+                    self._disk_busy = True
+                    self._counts["restored"] += sum(map(len, file.pieces))
+            else:
+                with self._cond:
+                    self._cond.notify_all()  # a flush may have waited on that backlog
+        if self._disk is not None:
+            return Batch(self._disk.key, self._disk.pieces[0])
+        with self._cond:
+            if self._queue:
+                self._inflight = self._queue[0]
+                return self._inflight
+        return None
 
-    def _count(self, tally: Tally) -> None:
-        for f in fields(Tally):
-            setattr(self._totals, f.name, getattr(self._totals, f.name) + getattr(tally, f.name))
+    def _settle(self, batch: Batch, answer: Answer) -> None:
+        if answer.outcome is Outcome.RETRY:
+            return self._failed(answer)
+        self._answered()
+        items, n = batch.items, len(batch.items)
+        replacement: list[list[bytes]] = []
+        changed = True
+        if answer.outcome is Outcome.DELIVERED:
+            self._delivered(answer, n)
+        elif answer.outcome is Outcome.SPLIT:
+            replacement, changed = [items[: n // 2], items[n // 2 :]], False
+        elif answer.outcome is Outcome.REJECT_SOME:
+            rest = [item for i, item in enumerate(items) if i not in answer.bad]
+            replacement = [rest] if rest else []
+            what = f"{n - len(rest)} invalid item(s) of {_describe(batch)}"
+            self._drop("rejected", n - len(rest), "%s: %s", what, answer.problem, batches=1)
+        else:
+            what = f"{_describe(batch)} {answer.reason.replace('_', ' ')}"
+            self._drop(answer.reason, n, "%s: %s", what, answer.problem, batches=1)
+        if self._disk is not None and batch.items is self._disk.pieces[0]:
+            assert self.spool is not None
+            if self.spool.settle(self._disk, replacement, changed):
+                with self._cond:
+                    self._disk = None
+                    self._disk_busy = False
+                    self._cond.notify_all()
+            return None
+        with self._cond:
+            self._queue.popleft()
+            self._queue.extendleft(Batch(batch.key, piece) for piece in reversed(replacement))
+            kept = sum(map(len, replacement))
+            self._left_memory(n - kept, batch.nbytes - sum(sum(map(len, p)) for p in replacement))
+            self._inflight = None
+        return None
+
+    def _delivered(self, answer: Answer, n: int) -> None:
+        with self._cond:
+            self._counts["sent"] += n
+            self._counts["accepted"] += answer.accepted
+            self._counts["duplicates"] += answer.duplicates
+            self._counts["updated"] += answer.updated
+
+    def _left_memory(self, n: int, nbytes: int) -> None:
+        """``n`` items are out of memory: delivered, dropped or spilled (lock held)."""
+        self._mem_items -= n
+        self._mem_bytes -= nbytes
+        self._finished += n
+        self._cond.notify_all()
+
+    # --- the outage clock ----------------------------------------------------------
+
+    def _failed(self, answer: Answer) -> None:
+        max_outage = self.limits.max_outage_s
+        with self._cond:
+            now = self.clock.now()
+            first = self._down_since is None
+            if self._down_since is None:
+                self._down_since = now
+            self._inflight = None
+            self._streak += 1
+            held_for = now - self._down_since
+            exceeded = held_for > max_outage
+            delay = self.retry.delay(self._streak, answer.retry_after)
+            self._retry_at = now + delay
+            if not exceeded:
+                self._counts["retries"] += 1
+            held = self._mem_items
+        if first:
+            self._log_outage(answer, held, delay)
+        else:
+            logger.debug("modelwatch: %s; retrying in %.2fs", answer.problem, delay)
+        if exceeded:
+            self._evict("auth" if answer.auth else "outage_exceeded", answer.problem, held_for)
+
+    def _log_outage(self, answer: Answer, held: int, delay: float) -> None:
+        limit = self.limits.max_outage_s
+        if answer.auth:
+            logger.error(
+                "modelwatch: the service refuses this client's API key (%s): holding %d "
+                "item(s) and retrying for up to %.0fs; check the key",
+                answer.problem,
+                held,
+                limit,
+            )
+        else:
+            logger.warning(
+                "modelwatch: the service is unavailable (%s): holding %d item(s), "
+                "retrying in %.1fs, for up to %.0fs",
+                answer.problem,
+                held,
+                delay,
+                limit,
+            )
+
+    def _answered(self) -> None:
+        with self._cond:
+            if self._down_since is None:
+                return
+            held_for = self.clock.now() - self._down_since
+            self._down_since = None
+            self._streak = 0
+            self._retry_at = 0.0
+        logger.info("modelwatch: the service answers again after %.1fs", held_for)
+
+    # --- giving up: spill or drop --------------------------------------------------
+
+    def _evict(self, reason: str | None, problem: str = "", held_for: float = 0.0) -> None:
+        """Move everything in memory (but a batch in flight) to the spill, or, without
+        one, drop it for ``reason``."""
+        with self._cond:
+            self._take(everything=True)
+            batches = [b for b in self._queue if b is not self._inflight]
+            self._queue = deque(b for b in self._queue if b is self._inflight)
+        if not batches:
+            return
+        if self.spool is None:
+            results = [reason or "close_timeout"] * len(batches)
+        else:
+            results = self.spool.write([(b.key, b.items) for b in batches])
+        with self._cond:
+            for batch, result in zip(batches, results, strict=True):
+                self._left_memory(len(batch.items), batch.nbytes)
+                if not result:
+                    self._counts["spilled"] += len(batch.items)
+        self._report_evicted(batches, results, problem, held_for)
+
+    def _report_evicted(
+        self, batches: list[Batch], results: list[str], problem: str, held_for: float
+    ) -> None:
+        by_reason: dict[str, tuple[int, int]] = {}
+        for batch, result in zip(batches, results, strict=True):
+            n, b = by_reason.get(result, (0, 0))
+            by_reason[result] = (n + len(batch.items), b + 1)
+        for result, (n, count) in by_reason.items():
+            if not result:
+                logger.info("modelwatch: spilled %d item(s) to %s", n, self.spool.directory)  # type: ignore[union-attr]
+            elif result in ("outage_exceeded", "auth"):
+                self._drop(
+                    result,
+                    n,
+                    "%d item(s): the service has been unavailable for %.0fs, longer than "
+                    "max_outage_s=%.0f (%s)",
+                    n,
+                    held_for,
+                    self.limits.max_outage_s,
+                    problem,
+                    batches=count,
+                )
+            else:
+                self._drop(result, n, "%d unsent item(s)", n, batches=count)
+
+    def _abandon(self, from_thread: bool) -> None:
+        """Close's timeout ran out: spill or drop what is in memory, keep spilled files."""
+        self._evict(None if self.spool is not None else "close_timeout")
+        if from_thread and self._disk is not None and self.spool is not None:
+            self.spool.release(self._disk)
+            with self._cond:
+                self._disk = None
+                self._disk_busy = False
+                self._cond.notify_all()
+
+    def _drop(self, reason: str, n: int, message: str, *args: object, batches: int = 0) -> None:
+        with self._cond:
+            self._drops[reason] += n
+            self._counts["failed_batches"] += batches
+        level = logging.ERROR if reason == "auth" else logging.WARNING
+        self.throttle.warn(reason, f"dropped ({reason}) {message}", *args, level=level)
+
+
+def _describe(batch: Batch) -> str:
+    path, model, version = batch.key
+    what = f"{len(batch.items)} item(s) for {path} model={model!r}"
+    return what + (f" version={version!r}" if version is not None else "")

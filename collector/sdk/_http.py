@@ -1,20 +1,29 @@
-"""Sending one batch: the request body, retries with backoff, and what the server said.
+"""Sending one batch once and saying what the answer means for its items.
 
 Items arrive already serialised (JSON bytes, one per event, label or sample);
-a batch body is the envelope with the items spliced in. Retries cover 5xx,
-408, 429 (honouring ``Retry-After``) and connection errors or timeouts; other
-4xx answers are final. A 413 splits the batch in halves; a 422 that names
-individual items drops only those and sends the rest once more.
+a batch body is the envelope with the items spliced in. :meth:`Sender.attempt`
+never waits or retries itself: the batcher decides when to try again, so that
+it can spill, close or give up in the meantime.
+
+- 2xx: delivered.
+- 5xx, 429, 408, connection errors and timeouts: the service is unavailable;
+  try again later (``Retry-After`` says when, in seconds or as an HTTP date).
+- 401/403: the service refuses the API key; held and retried like an outage,
+  because a rotated or mistyped key is fixed on the operator's side while the
+  items themselves are good.
+- 413: split the batch in halves (a single item is dropped as ``too_large``).
+- 422 naming items (``loc: ["events", 3, ...]``): only those are rejected; the
+  service stored nothing, so the rest is sent again.
+- any other 4xx: the whole batch is rejected.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -22,18 +31,9 @@ import orjson
 
 from modelwatch.timeutil import parse_retry_after
 
-__all__ = [
-    "LIST_KEYS",
-    "BatchKey",
-    "RetryPolicy",
-    "Sender",
-    "Tally",
-    "Throttle",
-]
+__all__ = ["LIST_KEYS", "Answer", "BatchKey", "Outcome", "RetryPolicy", "Sender"]
 
 logger = logging.getLogger("modelwatch.sdk")
-
-WARN_INTERVAL = 10.0
 
 BatchKey = tuple[str, str, str | None]
 """(endpoint path, model, version); labels have no version."""
@@ -44,56 +44,176 @@ LIST_KEYS = {
     "/v1/resource-usage": "samples",
 }
 
+_RETRY_AFTER_SPREAD = 0.1
+_MAX_MESSAGES = 3
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; a batch is given up after ``max_attempts``
-    requests or ``max_elapsed`` seconds, whichever comes first."""
+    """The pause between attempts while the service is unavailable.
 
-    max_attempts: int = 6
-    max_elapsed: float = 60.0
+    There is no attempt cap: a batch is retried until the service answers or
+    has been unavailable for longer than the client's ``max_outage_s``.
+    Without ``Retry-After`` the pause grows exponentially from
+    ``initial_backoff`` to ``max_backoff``, shortened at random by up to
+    ``jitter`` (a fraction). A ``Retry-After`` is honoured (capped at
+    ``max_retry_after``, at least ``initial_backoff``) and spread up to 10 %
+    later so that many clients do not return at the same instant.
+    """
+
     initial_backoff: float = 0.5
-    max_backoff: float = 15.0
+    max_backoff: float = 30.0
     multiplier: float = 2.0
     jitter: float = 0.5
-    max_retry_after: float = 60.0
+    max_retry_after: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name in ("initial_backoff", "max_backoff", "multiplier", "max_retry_after"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"RetryPolicy.{name} must be positive")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("RetryPolicy.jitter must be between 0 and 1")
 
     def backoff(self, retry: int) -> float:
         """The pause before retry number ``retry`` (1-based), randomised by ``jitter``."""
-        base = min(self.max_backoff, self.initial_backoff * self.multiplier ** (retry - 1))
+        exponent = min(retry - 1, 64)
+        base = min(self.max_backoff, self.initial_backoff * self.multiplier**exponent)
         return base * (1.0 - self.jitter * random.random())
+
+    def delay(self, retry: int, retry_after: float | None) -> float:
+        if retry_after is None:
+            return self.backoff(retry)
+        wait = max(self.initial_backoff, min(retry_after, self.max_retry_after))
+        return wait * (1.0 + _RETRY_AFTER_SPREAD * random.random())
+
+
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    SPLIT = "split"
+    REJECT_SOME = "reject_some"
+    REJECT_ALL = "reject_all"
 
 
 @dataclass
-class Tally:
-    """What happened to the items of one batch."""
+class Answer:
+    """What one attempt means for the batch's items."""
 
-    sent: int = 0
+    outcome: Outcome
+    problem: str = ""
     accepted: int = 0
     duplicates: int = 0
     updated: int = 0
-    dropped: int = 0
-    failed_batches: int = 0
+    bad: frozenset[int] = field(default_factory=frozenset)
+    reason: str = "rejected"
+    retry_after: float | None = None
+    auth: bool = False
 
 
-class Throttle:
-    """At most one warning per key every ``interval`` seconds, counting the rest."""
+class Sender:
+    """Posts one batch per :meth:`attempt`; never raises for the network's sake."""
 
-    def __init__(self, interval: float = WARN_INTERVAL) -> None:
-        self.interval = interval
-        self._last: dict[str, float] = {}
-        self._quiet: dict[str, int] = {}
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        transport: httpx.BaseTransport | None,
+        timeout: float,
+        user_agent: str,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "base_url": url,
+            "transport": transport,
+            "timeout": timeout,
+            "headers": {"content-type": "application/json", "user-agent": user_agent},
+        }
+        if api_key:
+            self._options["headers"]["authorization"] = f"Bearer {api_key}"
+        self._http: httpx.Client | None = None
 
-    def warn(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.interval:
-            self._quiet[key] = self._quiet.get(key, 0) + 1
-            return
-        self._last[key] = now
-        quiet = self._quiet.pop(key, 0)
-        suffix = f" ({quiet} more like this since the last warning)" if quiet else ""
-        logger.warning("modelwatch: " + message + suffix, *args)
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(**self._options)
+        return self._http
+
+    def reset(self) -> None:
+        """Forget the connection pool (after a fork the parent's sockets are not ours)."""
+        self._http = None
+
+    def close(self) -> None:
+        http, self._http = self._http, None
+        try:
+            if http is not None:
+                http.close()
+        except Exception:  # pragma: no cover - closing must not raise
+            logger.debug("closing the HTTP client failed", exc_info=True)
+
+    def attempt(self, key: BatchKey, items: Sequence[bytes]) -> Answer:
+        try:
+            response = self.http.post(key[0], content=body(key, items))
+        except httpx.UnsupportedProtocol as exc:
+            return Answer(Outcome.REJECT_ALL, f"{exc}", reason="error")
+        except httpx.TransportError as exc:
+            return Answer(Outcome.RETRY, f"{type(exc).__name__}: {exc}")
+        return classify(response, key, len(items))
+
+
+def body(key: BatchKey, items: Sequence[bytes]) -> bytes:
+    path, model, version = key
+    head = {"model": model}
+    if version is not None:
+        head["version"] = version
+    opening = orjson.dumps(head)[:-1] + b',"' + LIST_KEYS[path].encode() + b'":['
+    return opening + b",".join(items) + b"]}"
+
+
+def classify(response: httpx.Response, key: BatchKey, n: int) -> Answer:
+    status = response.status_code
+    if 200 <= status < 300:
+        return _acknowledged(response, n)
+    problem = f"HTTP {status} {_error_text(response)}"
+    if status >= 500 or status in (408, 429):
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return Answer(Outcome.RETRY, problem, retry_after=retry_after)
+    if status in (401, 403):
+        return Answer(Outcome.RETRY, problem, auth=True)
+    if status == 413:
+        if n > 1:
+            return Answer(Outcome.SPLIT, problem)
+        return Answer(Outcome.REJECT_ALL, problem, reason="too_large")
+    if status == 422:
+        bad, messages = _bad_items(response, LIST_KEYS[key[0]])
+        if bad is not None and bad and max(bad) < n:
+            shown = "; ".join(messages[:_MAX_MESSAGES])
+            more = (
+                f" (and {len(messages) - _MAX_MESSAGES} more)"
+                if len(messages) > _MAX_MESSAGES
+                else ""
+            )
+            return Answer(Outcome.REJECT_SOME, f"HTTP 422 {shown}{more}", bad=frozenset(bad))
+    return Answer(Outcome.REJECT_ALL, problem)
+
+
+def _acknowledged(response: httpx.Response, n: int) -> Answer:
+    try:
+        answer = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        answer = {}
+    if not isinstance(answer, dict):
+        answer = {}
+
+    def count(name: str, default: int) -> int:
+        value = answer.get(name, default)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    return Answer(
+        Outcome.DELIVERED,
+        accepted=count("accepted", n),
+        duplicates=count("duplicates", 0),
+        updated=count("updated", 0),
+    )
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -106,194 +226,32 @@ def _error_text(response: httpx.Response) -> str:
     return f"{body.get('error', 'error')}: {body.get('detail', '')}"
 
 
-def _bad_items(response: httpx.Response, list_key: str) -> set[int] | None:
-    """Indices of the items a 422 blames, or None when it blames the whole batch."""
+def _bad_items(response: httpx.Response, list_key: str) -> tuple[set[int] | None, list[str]]:
+    """Indices of the items a 422 blames and its messages (``events[3].request_id:
+    required``); None when it blames the whole batch."""
     try:
         errors = orjson.loads(response.content).get("errors")
     except (orjson.JSONDecodeError, AttributeError):
-        return None
+        return None, []
     if not isinstance(errors, list) or not errors:
-        return None
+        return None, []
     bad: set[int] = set()
+    messages: list[str] = []
     for err in errors:
         loc = err.get("loc") if isinstance(err, dict) else None
+        if isinstance(loc, list) and loc[:1] == ["body"]:  # FastAPI's own request checks
+            loc = loc[1:]
         if not isinstance(loc, list) or len(loc) < 2 or loc[0] != list_key:
-            return None
-        if not isinstance(loc[1], int) or isinstance(loc[1], bool):
-            return None
+            return None, []
+        if not isinstance(loc[1], int) or isinstance(loc[1], bool) or loc[1] < 0:
+            return None, []
         bad.add(loc[1])
-    return bad
+        messages.append(f"{_path(loc)}: {err.get('msg', 'invalid')}")
+    return bad, messages
 
 
-class Sender:
-    """Posts batches with retries; never raises."""
-
-    def __init__(
-        self,
-        url: str,
-        api_key: str | None,
-        *,
-        transport: httpx.BaseTransport | None,
-        timeout: float,
-        retry: RetryPolicy,
-        abort: threading.Event,
-        user_agent: str,
-    ) -> None:
-        self._options: dict[str, Any] = {
-            "base_url": url,
-            "transport": transport,
-            "timeout": timeout,
-            "headers": {"content-type": "application/json", "user-agent": user_agent},
-        }
-        if api_key:
-            self._options["headers"]["authorization"] = f"Bearer {api_key}"
-        self.retry = retry
-        self.abort = abort
-        self.on_retry: Callable[[], None] = lambda: None
-        self.throttle = Throttle()
-        self._http: httpx.Client | None = None
-
-    @property
-    def http(self) -> httpx.Client:
-        if self._http is None:
-            self._http = httpx.Client(**self._options)
-        return self._http
-
-    def reset(self) -> None:
-        """Forget the connection pool (after a fork the parent's sockets are not ours)."""
-        self._http = None
-        self.abort = threading.Event()
-        self.throttle = Throttle()
-
-    def close(self) -> None:
-        http, self._http = self._http, None
-        try:
-            if http is not None:
-                http.close()
-        except Exception:  # pragma: no cover - closing must not raise
-            logger.debug("closing the HTTP client failed", exc_info=True)
-
-    def send(self, key: BatchKey, items: Sequence[bytes], deadline: float | None = None) -> Tally:
-        """Deliver ``items`` or give up on them (at the latest at ``deadline``,
-        a :func:`time.monotonic` value); the tally says what happened."""
-        tally = Tally()
-        work: list[Sequence[bytes]] = [items]
-        while work:
-            chunk = work.pop()
-            try:
-                self._send_one(key, chunk, tally, work, deadline)
-            except Exception:
-                logger.exception("modelwatch: unexpected error sending %d items", len(chunk))
-                tally.dropped += len(chunk)
-                tally.failed_batches += 1
-        return tally
-
-    def _body(self, key: BatchKey, items: Sequence[bytes]) -> bytes:
-        path, model, version = key
-        head = {"model": model}
-        if version is not None:
-            head["version"] = version
-        opening = orjson.dumps(head)[:-1] + b',"' + LIST_KEYS[path].encode() + b'":['
-        return opening + b",".join(items) + b"]}"
-
-    def _send_one(
-        self,
-        key: BatchKey,
-        items: Sequence[bytes],
-        tally: Tally,
-        work: list[Sequence[bytes]],
-        stop_at: float | None,
-    ) -> None:
-        path, model, version = key
-        what = f"{len(items)} item(s) for {path} model={model!r}" + (
-            f" version={version!r}" if version is not None else ""
-        )
-        body = self._body(key, items)
-        deadline = time.monotonic() + self.retry.max_elapsed
-        if stop_at is not None:
-            deadline = min(deadline, stop_at)
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
-            try:
-                response = self.http.post(path, content=body)
-            except httpx.UnsupportedProtocol as exc:
-                return self._give_up(tally, len(items), f"{what}: {exc}", key)
-            except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return self._acknowledged(response, len(items), tally)
-                problem = f"HTTP {status} {_error_text(response)}"
-                if status == 413 and len(items) > 1:
-                    half = len(items) // 2
-                    work.extend([items[half:], items[:half]])
-                    return None
-                if status == 422:
-                    return self._rejected_items(key, items, response, tally, work, what)
-                if status not in (408, 429) and status < 500:
-                    return self._give_up(tally, len(items), f"{what} rejected: {problem}", key)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            if attempt >= self.retry.max_attempts:
-                return self._give_up(
-                    tally, len(items), f"{what} failed after {attempt} attempts: {problem}", key
-                )
-            delay = self.retry.backoff(attempt)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, self.retry.max_retry_after))
-            if time.monotonic() + delay > deadline:
-                return self._give_up(
-                    tally,
-                    len(items),
-                    f"{what} failed, retry budget of {self.retry.max_elapsed}s spent: {problem}",
-                    key,
-                )
-            logger.debug("modelwatch: %s: %s; retrying in %.2fs", what, problem, delay)
-            if self.abort.wait(delay):
-                return self._give_up(tally, len(items), f"{what} abandoned: {problem}", key)
-            self.on_retry()
-
-    @staticmethod
-    def _acknowledged(response: httpx.Response, n: int, tally: Tally) -> None:
-        tally.sent += n
-        try:
-            answer = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            answer = {}
-        if not isinstance(answer, dict):
-            answer = {}
-
-        def count(name: str, default: int) -> int:
-            value = answer.get(name, default)
-            return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-        tally.accepted += count("accepted", n)
-        tally.duplicates += count("duplicates", 0)
-        tally.updated += count("updated", 0)
-
-    def _give_up(self, tally: Tally, n: int, message: str, key: BatchKey) -> None:
-        """Count ``n`` items as dropped; warn at most every few seconds per batch key."""
-        tally.dropped += n
-        tally.failed_batches += 1
-        self.throttle.warn(f"give-up {key}", "dropped %s", message)
-
-    def _rejected_items(
-        self,
-        key: BatchKey,
-        items: Sequence[bytes],
-        response: httpx.Response,
-        tally: Tally,
-        work: list[Sequence[bytes]],
-        what: str,
-    ) -> None:
-        problem = f"HTTP 422 {_error_text(response)}"
-        bad = _bad_items(response, LIST_KEYS[key[0]])
-        if bad is None or not bad.issubset(range(len(items))):
-            return self._give_up(tally, len(items), f"{what} rejected: {problem}", key)
-        self._give_up(tally, len(bad), f"{len(bad)} invalid item(s) of {what}: {problem}", key)
-        rest = [item for i, item in enumerate(items) if i not in bad]
-        if rest:
-            work.append(rest)
-        return None
+def _path(loc: Sequence[object]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import decimal
 import logging
-import threading
+import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,8 +21,10 @@ from typing import Any, ParamSpec, TypeVar
 import httpx
 import orjson
 
-from collector.sdk._batcher import Batcher, ClientStats
+from collector.sdk._batcher import Batcher, Clock, Limits
 from collector.sdk._http import BatchKey, RetryPolicy, Sender
+from collector.sdk._spill import Spool
+from collector.sdk._stats import ClientStats
 from collector.sdk.usage import Measurement, measured
 from modelwatch import __version__
 from modelwatch.timeutil import rfc3339
@@ -67,11 +69,25 @@ def _default(value: Any) -> Any:
 class Client:
     """Sends monitoring data to a modelwatch server in background batches.
 
+    Nothing it accepted is dropped while the service says "come back later":
+    on 5xx, 429, 408, 401/403 and network errors every batch is retried
+    (honouring ``Retry-After``) with no attempt cap until the service has been
+    unavailable for ``max_outage_s`` seconds. Meanwhile new items queue in
+    memory up to ``max_buffer_events`` items and ``max_buffer_bytes`` bytes;
+    beyond that they are dropped, never blocking the caller.
+
+    With ``spill_dir``, batches that do not fit or outlive the outage, and
+    whatever is unsent when :meth:`close` times out, are written there
+    (fsync'd; at most ``max_spill_bytes`` in the directory) and sent oldest
+    first once the service answers, by this client or by a later one using the
+    same directory. Several processes may share a directory.
+
     ``transport`` replaces httpx's network transport (tests use
-    ``httpx.MockTransport``). ``retry`` sets backoff and give-up limits.
-    ``close_timeout`` bounds how long :meth:`close` (also at the end of a
-    ``with`` block and at interpreter exit) waits for unsent items; None
-    waits as long as the retry policy allows.
+    ``httpx.MockTransport``); ``clock`` replaces the time source (tests).
+    ``retry`` sets the pauses between attempts. ``close_timeout`` bounds how
+    long :meth:`close` (also at the end of a ``with`` block and at interpreter
+    exit) waits; None waits until everything is delivered or given up.
+    What was dropped, and why, is counted in :attr:`dropped`.
     """
 
     def __init__(
@@ -82,30 +98,36 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         batch_size: int = 1000,
         flush_interval: float = 1.0,
-        max_buffer: int = 10_000,
         max_batch_bytes: int = 4 * 1024 * 1024,
+        max_buffer_events: int = 100_000,
+        max_buffer_bytes: int = 64 * 1024 * 1024,
+        max_outage_s: float = 600.0,
+        spill_dir: str | os.PathLike[str] | None = None,
+        max_spill_bytes: int = 1024 * 1024 * 1024,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         close_timeout: float | None = 10.0,
+        clock: Clock | None = None,
     ) -> None:
         self.url = url
+        limits = Limits(
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_batch_bytes=max_batch_bytes,
+            max_buffer_events=max_buffer_events,
+            max_buffer_bytes=max_buffer_bytes,
+            max_outage_s=max_outage_s,
+            close_timeout=close_timeout,
+        )
         sender = Sender(
             url,
             api_key,
             transport=transport,
             timeout=timeout,
-            retry=retry or RetryPolicy(),
-            abort=threading.Event(),
             user_agent=f"modelwatch-sdk/{__version__}",
         )
-        self._batcher = Batcher(
-            sender,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_buffer=max_buffer,
-            max_batch_bytes=max_batch_bytes,
-            close_timeout=close_timeout,
-        )
+        spool = None if spill_dir is None else Spool(spill_dir, max_spill_bytes)
+        self._batcher = Batcher(sender, limits, retry or RetryPolicy(), spool, clock)
 
     # --- logging -------------------------------------------------------------------
 
@@ -208,7 +230,7 @@ class Client:
             return self._invalid(key[0].rsplit("/", 1)[-1], exc)
 
     def _invalid(self, what: str, exc: Exception) -> bool:
-        self._batcher.count_dropped()
+        self._batcher.count_dropped("invalid")
         self._batcher.throttle.warn(f"invalid {what}", "dropped an invalid %s: %s", what, exc)
         return False
 
@@ -219,17 +241,31 @@ class Client:
         """Counters so far, as a frozen snapshot."""
         return self._batcher.stats()
 
+    @property
+    def dropped(self) -> dict[str, int]:
+        """Items dropped so far by reason (every reason present, most of them 0):
+        ``buffer_full``, ``outage_exceeded``, ``auth``, ``rejected``, ``too_large``,
+        ``spill_full``, ``spill_error``, ``close_timeout``, ``closed``, ``invalid``,
+        ``error``. Each drop episode is also logged (at most once per reason every
+        10 s, with the count of the rest)."""
+        return self._batcher.dropped()
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything logged so far was sent or given up; False on timeout."""
+        """Wait until everything logged so far was delivered, spilled or given up,
+        and no spilled batch is left that this client could send; False on timeout.
+        With ``timeout=None`` it may wait for as long as ``max_outage_s``."""
         return self._batcher.flush(timeout)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop the background thread; later ``log_*`` calls drop their item.
 
-        Items still unsent after ``timeout`` seconds (default: the client's
-        ``close_timeout``) are dropped and counted; then it returns False.
+        Waits up to ``timeout`` seconds (default: the client's ``close_timeout``;
+        None: until delivered or given up). What is still unsent then is written
+        to ``spill_dir`` (when set; spilled files stay there for a later client)
+        or dropped and counted as ``close_timeout``; then it returns False.
         """
-        return self._batcher.close(self._batcher.close_timeout if timeout is None else timeout)
+        limit = self._batcher.limits.close_timeout if timeout is None else timeout
+        return self._batcher.close(limit)
 
     def __enter__(self) -> Client:
         return self

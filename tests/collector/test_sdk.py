@@ -22,7 +22,7 @@ import pytest
 
 from collector.sdk import Client, ClientStats, RetryPolicy
 
-FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.01, max_attempts=5, max_elapsed=5.0)
+FAST = RetryPolicy(initial_backoff=0.001, max_backoff=0.01)
 
 Handler = Callable[[httpx.Request, dict[str, Any]], httpx.Response]
 
@@ -225,7 +225,7 @@ def test_a_full_buffer_drops_new_items_without_blocking(
         return ok(request, body)
 
     server.handler = hung
-    client = make_client(batch_size=10, max_buffer=100)
+    client = make_client(batch_size=10, max_buffer_events=100)
     started = time.perf_counter()
     with caplog.at_level(logging.WARNING, logger="modelwatch.sdk"):
         accepted = sum(predict(client, i) for i in range(1000))
@@ -240,7 +240,7 @@ def test_a_full_buffer_drops_new_items_without_blocking(
     assert client.stats == ClientStats(sent=100, accepted=100, dropped=900)
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+@pytest.mark.parametrize("status", [400, 404, 409])
 def test_client_errors_are_not_retried(
     status: int,
     server: Server,
@@ -350,33 +350,6 @@ def test_retry_after_is_honoured(server: Server, make_client: Callable[..., Clie
     (first, *_), (second, *_) = server.requests
     assert second - first >= 0.3
     assert client.stats.retries == 1 and client.stats.sent == 1
-
-
-def test_retries_give_up_after_max_attempts(
-    server: Server, make_client: Callable[..., Client], caplog: pytest.LogCaptureFixture
-) -> None:
-    server.handler = lambda _r, _b: httpx.Response(503, json={"error": "store_unavailable"})
-    client = make_client(retry=RetryPolicy(initial_backoff=0.001, max_attempts=3))
-    for i in range(4):
-        predict(client, i)
-    with caplog.at_level(logging.WARNING, logger="modelwatch.sdk"):
-        assert client.flush(5)
-    assert len(server.requests) == 3
-    assert client.stats == ClientStats(dropped=4, retries=2, failed_batches=1)
-    assert any("after 3 attempts" in r.getMessage() for r in caplog.records)
-
-
-def test_retries_give_up_when_the_time_budget_is_spent(
-    server: Server, make_client: Callable[..., Client]
-) -> None:
-    server.handler = lambda _r, _b: httpx.Response(503, headers={"Retry-After": "30"})
-    client = make_client(retry=RetryPolicy(max_attempts=100, max_elapsed=1.0))
-    predict(client, 1)
-    started = time.monotonic()
-    assert client.flush(5)
-    assert time.monotonic() - started < 1.0
-    assert len(server.requests) == 1
-    assert client.stats == ClientStats(dropped=1, failed_batches=1)
 
 
 def test_too_large_batches_are_split(server: Server, make_client: Callable[..., Client]) -> None:
@@ -489,7 +462,7 @@ def test_close_with_a_timeout_abandons_retries(
     server: Server, make_client: Callable[..., Client]
 ) -> None:
     server.handler = lambda _r, _b: httpx.Response(503)
-    client = make_client(retry=RetryPolicy(initial_backoff=0.05, max_attempts=1000))
+    client = make_client(retry=RetryPolicy(initial_backoff=0.05))
     for i in range(3):
         predict(client, i)
     started = time.monotonic()

@@ -28,7 +28,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 INGEST = {"/v1/predictions", "/v1/ground-truth", "/v1/resource-usage"}
-PATIENT = RetryPolicy(initial_backoff=0.01, max_backoff=0.1, max_attempts=1000, max_elapsed=30)
+PATIENT = RetryPolicy(initial_backoff=0.01, max_backoff=0.1)
 
 
 class FlakyIngest:

@@ -62,7 +62,7 @@ def create_app(
     ``scheduler_state`` is where ``/metrics`` reads the scheduler's state when another
     process schedules (default: this process's scheduler)."""
     settings = settings or Settings.from_env()
-    store = store or Store(settings.database_url)
+    store = store or Store.from_settings(settings)
     config = config or Config.model_validate({})
     registry = Registry(store)
     reports = ReportService(store, registry, settings.report_dir, settings.report_max_rows)
@@ -138,7 +138,7 @@ def worker_app() -> FastAPI:
     """
     settings = Settings.from_env()
     config = None if settings.config_path is None else load_config(settings.config_path)
-    store = Store(settings.database_url)
+    store = Store.from_settings(settings)
     path = settings.scheduler_state_path
     state = None if path is None else SchedulerStateFile(Path(path))
     return create_app(settings, store, config, telemetry=setup_telemetry(), scheduler_state=state)

@@ -34,7 +34,7 @@ __all__ = ["main"]
 
 def _store(ctx: click.Context) -> Store:
     settings: Settings = ctx.obj
-    return Store(settings.database_url)
+    return Store.from_settings(settings)
 
 
 def _fail(message: str) -> None:

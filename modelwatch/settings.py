@@ -16,6 +16,12 @@
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
+| ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | longest wait to open a store connection, and for a pooled one to answer its check | 5 |
+| ``MODELWATCH_DB_POOL_TIMEOUT_S`` | longest wait for a free connection of the pool (PostgreSQL) | 5 |
+| ``MODELWATCH_DB_STATEMENT_TIMEOUT_S`` | longest statement of the API and of short background work; a store transaction silent past it (plus 2 s) is cut by the client | 30 |
+| ``MODELWATCH_DB_READ_TIMEOUT_S`` | longest window or reference read of an evaluation (PostgreSQL) | 600 |
+| ``MODELWATCH_DB_LOCK_TIMEOUT_S`` | longest wait for a row or table lock (PostgreSQL), the SQLite write lock and its busy handler | 5 |
+| ``MODELWATCH_DB_DEAD_PEER_S`` | PostgreSQL: an open connection whose server stops answering TCP is dropped after about this long (keepalives, ``tcp_user_timeout``) | 10 |
 | ``MODELWATCH_RUN_LEASE_S`` | seconds before a dead worker's evaluation run is taken over | 900 |
 | ``MODELWATCH_DELIVERY_LEASE_S`` | seconds until a dead worker's delivery is taken over | 120 |
 
@@ -51,6 +57,12 @@ __all__ = [
     "ENV_API_KEY",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
+    "ENV_DB_CONNECT_TIMEOUT_S",
+    "ENV_DB_DEAD_PEER_S",
+    "ENV_DB_LOCK_TIMEOUT_S",
+    "ENV_DB_POOL_TIMEOUT_S",
+    "ENV_DB_READ_TIMEOUT_S",
+    "ENV_DB_STATEMENT_TIMEOUT_S",
     "ENV_DELIVERY_LEASE_S",
     "ENV_DEMO_SLACK_CHANNEL",
     "ENV_LOG_LEVEL",
@@ -92,6 +104,12 @@ ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"
 ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
 ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
 ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"
+ENV_DB_CONNECT_TIMEOUT_S = "MODELWATCH_DB_CONNECT_TIMEOUT_S"
+ENV_DB_POOL_TIMEOUT_S = "MODELWATCH_DB_POOL_TIMEOUT_S"
+ENV_DB_STATEMENT_TIMEOUT_S = "MODELWATCH_DB_STATEMENT_TIMEOUT_S"
+ENV_DB_READ_TIMEOUT_S = "MODELWATCH_DB_READ_TIMEOUT_S"
+ENV_DB_LOCK_TIMEOUT_S = "MODELWATCH_DB_LOCK_TIMEOUT_S"
+ENV_DB_DEAD_PEER_S = "MODELWATCH_DB_DEAD_PEER_S"
 ENV_RUN_LEASE_S = "MODELWATCH_RUN_LEASE_S"
 ENV_DELIVERY_LEASE_S = "MODELWATCH_DELIVERY_LEASE_S"
 
@@ -142,6 +160,19 @@ def lease_seconds(name: str, default: float, env: Mapping[str, str] | None = Non
     return value
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"environment variable {name}={raw!r} must be positive seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -154,6 +185,12 @@ class Settings:
     report_dir: str = "./modelwatch-reports"
     report_max_rows: int = 20_000
     scheduler_state_path: str | None = None
+    db_connect_timeout_s: float = 5.0
+    db_pool_timeout_s: float = 5.0
+    db_statement_timeout_s: float = 30.0
+    db_read_timeout_s: float = 600.0
+    db_lock_timeout_s: float = 5.0
+    db_dead_peer_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -169,4 +206,10 @@ class Settings:
             report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,
             report_max_rows=_int(env, ENV_REPORT_MAX_ROWS, cls.report_max_rows),
             scheduler_state_path=env.get(ENV_SCHEDULER_STATE) or None,
+            db_connect_timeout_s=_seconds(env, ENV_DB_CONNECT_TIMEOUT_S, 5.0),
+            db_pool_timeout_s=_seconds(env, ENV_DB_POOL_TIMEOUT_S, 5.0),
+            db_statement_timeout_s=_seconds(env, ENV_DB_STATEMENT_TIMEOUT_S, 30.0),
+            db_read_timeout_s=_seconds(env, ENV_DB_READ_TIMEOUT_S, 600.0),
+            db_lock_timeout_s=_seconds(env, ENV_DB_LOCK_TIMEOUT_S, 5.0),
+            db_dead_peer_s=_seconds(env, ENV_DB_DEAD_PEER_S, 10.0),
         )

@@ -175,9 +175,8 @@ def fetch(store: Store, sql: str) -> pl.DataFrame:
         # An in-memory database is visible only through the engine's own connection.
         with store.read() as conn:
             return pl.read_database(sql, conn)
-    url = make_url(store.url).set(drivername="postgresql")
     try:
-        return _adbc_postgres(url.render_as_string(hide_password=False), sql)
+        return _adbc_postgres(store.reader_uri(), sql)
     except Exception as exc:  # ADBC raises its own DB-API hierarchy
         raise StoreError(f"reading from the store failed: {exc}") from exc
 

@@ -47,7 +47,10 @@ class NotificationHandler:
             )
         group = self.alerts.get_group(int(delivery.payload["group_id"]))
         thread = {} if delivery.payload.get("new_thread") else group.thread
-        notification = notification_from_json(delivery.payload["notification"], thread)
+        notification = replace(
+            notification_from_json(delivery.payload["notification"], thread),
+            idempotency_key=delivery.idempotency_key,
+        )
         outcome = notifier.send(notification)
         if not outcome.thread:
             return outcome

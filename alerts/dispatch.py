@@ -211,6 +211,7 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 def _to_json(n: Notification) -> dict[str, Any]:
     out = asdict(n)
     out.pop("thread", None)
+    out.pop("idempotency_key", None)
     return out
 
 

@@ -54,6 +54,8 @@ class Notification:
     external_url: str = ""
     truncated_alerts: int = 0
     thread: dict[str, Any] = field(default_factory=dict)
+    # The outbox delivery's key: the same on every attempt, so receivers can drop repeats.
+    idempotency_key: str = ""
 
 
 class Notifier(ABC):

@@ -2,7 +2,10 @@
 
 Receivers built for Alertmanager (PagerDuty and Opsgenie bridges, chat relays,
 custom handlers) accept it unchanged. One POST per :meth:`WebhookNotifier.send`;
-the outcome says whether and when to retry:
+each carries the outbox delivery's key as ``webhook-id`` (as the signed pipeline
+webhooks do), the same on every retry, so a receiver can drop a repeat: a worker
+that dies after the receiver answered but before it recorded the answer sends
+the delivery again. The outcome says whether and when to retry:
 
 * 2xx: delivered.
 * 408, 429, 5xx, connection errors and timeouts: retry, after ``Retry-After``
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time: Alertmanager's endsAt for firing alerts
 USER_AGENT = "modelwatch-webhook/1"
+HEADER_ID = "webhook-id"
 _RETRY_STATUSES = frozenset({408, 429})
 _SNIPPET = 200
 
@@ -117,7 +121,9 @@ class WebhookNotifier(Notifier):
     def send(self, notification: Notification) -> DeliveryOutcome:
         try:
             body = json.dumps(alertmanager_payload(notification, max_alerts=self.max_alerts))
-            response = self._client.post(self.url, content=body.encode())
+            key = notification.idempotency_key
+            headers = {HEADER_ID: key} if key else None
+            response = self._client.post(self.url, content=body.encode(), headers=headers)
         except Exception as exc:  # never raise: report
             return outcome_for_error(exc)
         return outcome_for_response(response)

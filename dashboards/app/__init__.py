@@ -11,6 +11,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import flask
+import orjson
 from a2wsgi import WSGIMiddleware
 from dash import Dash, Input, Output, dcc, html
 from fastapi import FastAPI
@@ -23,6 +25,8 @@ from dashboards.app.pages.fleet import fleet_layout
 from dashboards.app.pages.ledger import ledger_layout
 from dashboards.app.pages.model import model_layout, register_model_callbacks
 from modelwatch.auth import KeyStore
+from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.http import error_body
 from modelwatch.policies import PolicySpec
 from modelwatch.store.engine import Store
 
@@ -76,7 +80,63 @@ def create_dash(
 
     register_model_callbacks(app, data, href)
     register_alert_callbacks(app, data)
+    app.server.before_request(lambda: _refuse_malformed_callback(app))
     return app
+
+
+_CALLBACK_PATH = "/_dash-update-component"
+
+
+def _refuse_malformed_callback(app: Dash) -> flask.Response | None:
+    """A callback request Dash itself would fail on (a 500) is the client's error: 422
+    naming the field. Runs after :class:`DashAuth`, so only for authenticated callers."""
+    if flask.request.path != _CALLBACK_PATH or flask.request.method != "POST":
+        return None
+    body = flask.request.get_json(silent=True)
+    errors = callback_body_errors(body, app.callback_map)
+    if not errors:
+        return None
+    payload = orjson.dumps(error_body(ValidationFailed(errors)))
+    return flask.Response(payload, status=422, mimetype="application/json")
+
+
+def callback_body_errors(body: object, callbacks: Mapping[str, Any]) -> list[FieldError]:
+    """What is wrong with a Dash callback request body: an object naming a registered
+    callback's ``output``, with as many ``inputs`` and ``state`` items as it declares."""
+    if not isinstance(body, dict):
+        return [FieldError(("body",), "must be a JSON object (a Dash callback request)")]
+    output = body.get("output")
+    if not isinstance(output, str) or output not in callbacks:
+        return [FieldError(("body", "output"), "must name a callback of this app", _text(output))]
+    callback = callbacks[output]
+    errors: list[FieldError] = []
+    for key in ("inputs", "state"):
+        items = body.get(key, [])
+        expected = len(callback.get(key, []))
+        if not isinstance(items, list) or len(items) != expected:
+            errors.append(FieldError(("body", key), f"must be a list of {expected} items"))
+            continue
+        errors += [
+            FieldError(("body", key, i), "must be an object with 'id' and 'property'")
+            for i, item in enumerate(items)
+            if not _dependency(item)
+        ]
+    if not isinstance(body.get("outputs", []), (dict, list)):
+        errors.append(FieldError(("body", "outputs"), "must be an object or a list"))
+    changed = body.get("changedPropIds", [])
+    if not isinstance(changed, list) or not all(isinstance(c, str) for c in changed):
+        errors.append(FieldError(("body", "changedPropIds"), "must be a list of strings"))
+    return errors
+
+
+def _dependency(item: object) -> bool:
+    if isinstance(item, list):  # a pattern-matching input: a list of dependencies
+        return all(isinstance(x, dict) and _dependency(x) for x in item)
+    return isinstance(item, dict) and "id" in item and isinstance(item.get("property"), str)
+
+
+def _text(value: object) -> str | None:
+    return value[:200] if isinstance(value, str) else None
 
 
 def _page(data: DashData, path: str, href: Callable[[str], str]) -> Any:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from alerts.conditions import SeriesKey, Verdict, evaluate, needed_metrics
 from modelwatch.domain import Alias
+from modelwatch.errors import NotFoundError
 from modelwatch.policies import PolicySpec
 from modelwatch.store import tables as t
 from modelwatch.store.alerts import (
@@ -63,6 +64,7 @@ class PolicyEngine:
         self.policies = policies
         self.alerts = AlertStore(store)
         self.external_url = external_url.rstrip("/")
+        self._unknown_models: set[tuple[str, str]] = set()  # (policy, model) warned about
 
     def evaluate(self) -> int:
         """Evaluate every policy; returns how many alerts changed state. Never raises."""
@@ -74,12 +76,28 @@ class PolicyEngine:
                 log.exception("evaluating policy %r failed", policy.name)
         return changed
 
+    def _models(self, policy: PolicySpec) -> list[ModelRecord]:
+        """The models ``policy`` watches; none, with one warning, while its model is unknown
+        (e.g. deleted), so that its alerts end rather than each cycle logging a traceback."""
+        if policy.model == "*":
+            return self.registry.list_models()
+        key = (policy.name, policy.model)
+        try:
+            model = self.registry.get_model(policy.model)
+        except NotFoundError:
+            if key not in self._unknown_models:
+                self._unknown_models.add(key)
+                log.warning(
+                    "policy %r watches model %r, which is not registered: it is not evaluated",
+                    policy.name,
+                    policy.model,
+                )
+            return []
+        self._unknown_models.discard(key)
+        return [model]
+
     def _policy(self, policy: PolicySpec) -> int:
-        models = (
-            self.registry.list_models()
-            if policy.model == "*"
-            else [self.registry.get_model(policy.model)]
-        )
+        models = self._models(policy)
         previous = self.alerts.for_policy(policy.name)
         seen: set[str] = set()
         updates: list[tuple[dict[str, Any], AlertRecord | None, str]] = []

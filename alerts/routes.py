@@ -15,14 +15,16 @@ from modelwatch.auth import Principal, silence_author
 from modelwatch.domain import Scope
 from modelwatch.durations import Duration
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
-from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
 from modelwatch.pipelines import pipeline_refs
 from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["alerts"], default_response_class=ORJSONResponse)
+router = APIRouter(
+    prefix="/v1", tags=["alerts"], default_response_class=ORJSONResponse, route_class=ApiRoute
+)
 _STATES = "^(pending|firing|resolved|inactive)$"
 
 
@@ -57,6 +59,7 @@ def create_policy(
     if unknown:
         msg = f"unknown metric {unknown[0]!r}; known metrics: {', '.join(sorted(known))}"
         raise ValidationFailed([FieldError(("condition",), msg)])
+    _check_model(request, spec.model)
     service = _alerting(request)
     pipelines = [p.name for p in service.config.pipelines]
     missing = [(loc, name) for loc, name in pipeline_refs(spec.actions) if name not in pipelines]
@@ -71,6 +74,17 @@ def create_policy(
         raise ValidationFailed([FieldError(("name",), "a policy of that name is in the config")])
     service.alerts.create_policy(spec, who.name)
     return _policy_json(spec, "api")
+
+
+def _check_model(request: Request, model: str) -> None:
+    """A policy watches ``*`` or a registered model: one for an unknown model would never fire."""
+    if model == "*":
+        return
+    try:
+        request.app.state.registry.get_model(model)
+    except NotFoundError:
+        msg = f"no model named {model!r} is registered (or use '*' for every model)"
+        raise ValidationFailed([FieldError(("model",), msg, model)]) from None
 
 
 def _alert_json(a: AlertRecord, silence: SilenceRecord | None, muted: bool) -> dict[str, Any]:
@@ -106,7 +120,7 @@ def list_alerts(
 
 @router.get("/alerts/{alert_id}")
 def get_alert(
-    alert_id: int, request: Request, _: Principal = Requires(Scope.READ)
+    alert_id: DbId, request: Request, _: Principal = Requires(Scope.READ)
 ) -> dict[str, Any]:
     service = _alerting(request)
     every = service.alerts.all()
@@ -188,7 +202,7 @@ def list_silences(request: Request, _: Principal = Requires(Scope.READ)) -> dict
 
 @router.delete("/silences/{silence_id}")
 def delete_silence(
-    silence_id: int, request: Request, who: Principal = Requires(Scope.ADMIN)
+    silence_id: DbId, request: Request, who: Principal = Requires(Scope.ADMIN)
 ) -> dict[str, Any]:
     silence = _alerting(request).alerts.expire_silence(silence_id, who.name)
     return _silence_json(silence, datetime.now(UTC))

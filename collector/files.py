@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from modelwatch.collectors import usage_sample_id
 from modelwatch.domain import FeatureType, normalize_class
 from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.storable import NUL, NUL_MESSAGE
 from modelwatch.store.layout import ColumnKind, ModelLayout
 from modelwatch.store.registry import ModelRecord
 
@@ -194,6 +195,7 @@ def reference_frame(layout: ModelLayout, frame: pl.DataFrame) -> tuple[pl.DataFr
             else:
                 coerced = series.cast(pl.Float64, strict=True)
                 _check_range(coerced, col.name != "prediction" and col.name != "target")
+            _check_text(coerced)
         except (ValueError, pl.exceptions.PolarsError) as exc:
             errors.append(FieldError((name,), str(exc).splitlines()[0]))
             continue
@@ -247,6 +249,15 @@ def _coerce_classes(series: pl.Series, classes: list[str]) -> pl.Series:
     if bad:
         raise ValueError(f"values {bad[:5]} are not among the model's classes {classes}")
     return series.replace_strict(mapping, return_dtype=pl.String, default=None)
+
+
+def _check_text(series: pl.Series) -> None:
+    """Text must be storable alike on both stores: no NUL character (row numbers from 1)."""
+    if series.dtype != pl.String:
+        return
+    hits = series.str.contains(NUL, literal=True).fill_null(False)
+    if hits.any():
+        raise ValueError(f"row {int(hits.arg_true()[0]) + 1}: {NUL_MESSAGE}")
 
 
 def _check_range(series: pl.Series, probability: bool) -> None:

@@ -143,12 +143,12 @@ class Ingestor:
         """
         plain = self._decode_plain(body)
         if plain is None:
-            return self.predictions(parse_json(body))
+            return self.predictions(parse_json(body, check_text=False))
         model, decoder, batch = plain
         version = self.registry.get_version(model, batch.version)
         rows = decoder.rows(batch, version.id)
         if rows is None:
-            return self.predictions(parse_json(body))
+            return self.predictions(parse_json(body, check_text=False))
         with _ingest_span("predictions", batch.model, batch.version) as record:
             result = self._store_events(model, rows, len(batch.events))
             record(result)
@@ -156,6 +156,8 @@ class Ingestor:
 
     def _decode_plain(self, body: bytes) -> tuple[ModelRecord, EventDecoder, DecodedBatch] | None:
         """The batch's model, its decoder and the decoded batch, if the batch is plain."""
+        if b"\\u0000" in body:  # a NUL character somewhere: the validator names the field
+            return None
         hint = model_hint(body)
         if hint is None:
             return None

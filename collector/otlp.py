@@ -51,14 +51,14 @@ from modelwatch.collectors import (
 )
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError, NotFoundError, PayloadTooLargeError
-from modelwatch.http import Requires, read_body
+from modelwatch.http import ApiRoute, Requires, read_body
 from modelwatch.settings import Settings
 
 __all__ = ["OtlpReceiver", "router"]
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/otlp", tags=["ingest"])
+router = APIRouter(prefix="/otlp", tags=["ingest"], route_class=ApiRoute)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

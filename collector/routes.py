@@ -20,14 +20,23 @@ from collector import files
 from collector.ingest import Ingestor, IngestResult
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
-from modelwatch.http import ORJSONResponse, Requires, parse_json, read_body
+from modelwatch.http import (
+    ApiRoute,
+    ORJSONResponse,
+    Requires,
+    check_json_content_type,
+    parse_json,
+    read_body,
+)
 from modelwatch.settings import Settings
 from modelwatch.store.references import ReferenceStore, sha256_hex
 from modelwatch.store.registry import Registry
 
 __all__ = ["DOC_MODELS", "router"]
 
-router = APIRouter(prefix="/v1", tags=["ingest"], default_response_class=ORJSONResponse)
+router = APIRouter(
+    prefix="/v1", tags=["ingest"], default_response_class=ORJSONResponse, route_class=ApiRoute
+)
 
 
 class EventDoc(BaseModel):
@@ -96,6 +105,7 @@ _Store = Callable[[Ingestor, bytes], IngestResult]
 
 
 async def _ingest(request: Request, store: _Store) -> dict[str, int]:
+    check_json_content_type(request)
     settings: Settings = request.app.state.settings
     body = await read_body(request, settings.max_body_bytes)
     ingestor: Ingestor = request.app.state.ingestor
@@ -119,7 +129,7 @@ async def post_ground_truth(
     request: Request, _: Principal = Requires(Scope.INGEST)
 ) -> dict[str, int]:
     """Store labels, joined to predictions by request id whenever either arrives."""
-    return await _ingest(request, lambda i, body: i.labels(parse_json(body)))
+    return await _ingest(request, lambda i, body: i.labels(parse_json(body, check_text=False)))
 
 
 @router.post("/resource-usage", openapi_extra=_body_doc(UsageBatch), response_model=IngestResponse)
@@ -127,7 +137,7 @@ async def post_resource_usage(
     request: Request, _: Principal = Requires(Scope.INGEST)
 ) -> dict[str, int]:
     """Store resource usage samples (latency, CPU, memory, GPU, cost)."""
-    return await _ingest(request, lambda i, body: i.usage(parse_json(body)))
+    return await _ingest(request, lambda i, body: i.usage(parse_json(body, check_text=False)))
 
 
 _REFERENCE_DOC = {

@@ -2,7 +2,9 @@
 
 Everything in a batch is checked before anything is written, so a bad batch
 stores nothing. Errors name the path of each bad field, e.g.
-``events[3].features.age``; at most :data:`MAX_ERRORS` are reported.
+``events[3].features.age``; at most :data:`MAX_ERRORS` are reported. A string
+holding the NUL character is refused wherever it would be stored (PostgreSQL
+text cannot hold it), so that both stores take the same batches.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import orjson
 
 from modelwatch.domain import FeatureType, normalize_class
 from modelwatch.errors import FieldError, PayloadTooLargeError, ValidationFailed
+from modelwatch.storable import NUL, NUL_MESSAGE
 from modelwatch.store.layout import REQUEST_ID_MAX, ModelLayout
 from modelwatch.timeutil import now_us, parse_timestamp_us
 
@@ -73,8 +76,11 @@ def parse_envelope(
     if not isinstance(payload, dict):
         raise ValidationFailed([FieldError((), "request body must be a JSON object")])
     for key, kind in keys.items():
-        if not isinstance(payload.get(key), kind):
-            errors.add((key,), f"required, must be a {kind.__name__}", payload.get(key))
+        value = payload.get(key)
+        if not isinstance(value, kind):
+            errors.add((key,), f"required, must be a {kind.__name__}", value)
+        elif isinstance(value, str) and NUL in value:
+            errors.add((key,), NUL_MESSAGE, value)
     items = payload.get(list_key)
     if not isinstance(items, list):
         errors.add((list_key,), "required, must be a list", items)
@@ -113,14 +119,24 @@ def _float(v: object) -> float | None:
 
 
 def _text(v: object) -> str | None:
-    if v is None or type(v) is str:
+    if v is None:
         return v
+    if type(v) is str:
+        return _storable(v)
     raise _Bad("must be a string")
 
 
+def _storable(v: str) -> str:
+    if NUL in v:
+        raise _Bad(NUL_MESSAGE)
+    return v
+
+
 def _category(v: object) -> str | None:
-    if v is None or type(v) is str:
+    if v is None:
         return v
+    if type(v) is str:
+        return _storable(v)
     if isinstance(v, (int, bool)):
         return normalize_class(v)
     raise _Bad("must be a string (or integer) category")
@@ -178,6 +194,9 @@ class _EventChecker:
             [f.name for f in spec.features if f.type is FeatureType.NUMERIC]
         )
         self.fast_types = tuple(_FAST_TYPES[f.type] for f in spec.features)
+        self.string_features = _getter(
+            [f.name for f in spec.features if _FAST_TYPES[f.type] is str]
+        )
         self.feature_names = frozenset(c.source for c in layout.features)
         self.segment_keys = [c.source for c in layout.segments]
         self.segment_set = frozenset(self.segment_keys)
@@ -252,12 +271,22 @@ class _EventChecker:
         return p
 
 
+_ID_RULE = f"a non-empty string of at most {REQUEST_ID_MAX} characters"
+
+
 def _request_id(v: object) -> str | None:
     if type(v) is int:
         v = str(v)
-    if type(v) is str and 0 < len(v) <= REQUEST_ID_MAX:
+    if type(v) is str and 0 < len(v) <= REQUEST_ID_MAX and NUL not in v:
         return v
     return None
+
+
+def _id_problem(v: object, required: bool) -> str:
+    """Why ``v`` is not an id :func:`_request_id` takes."""
+    if type(v) is str and NUL in v:
+        return NUL_MESSAGE
+    return f"required, {_ID_RULE}" if required else _ID_RULE
 
 
 def validate_events(layout: ModelLayout, version_id: int, events: Sequence[object]) -> EventRows:
@@ -278,11 +307,8 @@ def validate_events(layout: ModelLayout, version_id: int, events: Sequence[objec
                 errors.add((*loc, key), "unknown field")
         rid = _request_id(ev.get("request_id"))
         if rid is None:
-            errors.add(
-                (*loc, "request_id"),
-                f"required, a non-empty string of at most {REQUEST_ID_MAX} characters",
-                ev.get("request_id"),
-            )
+            raw_id = ev.get("request_id")
+            errors.add((*loc, "request_id"), _id_problem(raw_id, True), raw_id)
         ts = parse_timestamp_us(ev.get("timestamp"))
         if ts is None:
             errors.add(
@@ -318,8 +344,10 @@ def _features(check: _EventChecker, feats: object, errors: _Errors, loc: Loc) ->
         except KeyError:
             pass
         else:
-            if tuple(map(type, fast)) == check.fast_types and math.isfinite(
-                sum(check.numeric_features(feats))
+            if (
+                tuple(map(type, fast)) == check.fast_types
+                and math.isfinite(sum(check.numeric_features(feats)))
+                and NUL not in "".join(check.string_features(feats))
             ):
                 return fast
     if type(feats) is not dict:
@@ -381,11 +409,8 @@ def validate_labels(layout: ModelLayout, labels: Sequence[object]) -> LabelRows:
             errors.add((*loc, key), "unknown field")
         rid = _request_id(item.get("request_id"))
         if rid is None:
-            errors.add(
-                (*loc, "request_id"),
-                f"required, a non-empty string of at most {REQUEST_ID_MAX} characters",
-                item.get("request_id"),
-            )
+            raw_id = item.get("request_id")
+            errors.add((*loc, "request_id"), _id_problem(raw_id, True), raw_id)
         raw_ts = item.get("timestamp")
         ts = received if raw_ts is None else parse_timestamp_us(raw_ts)
         if ts is None:
@@ -431,11 +456,7 @@ def validate_usage(version_id: int, samples: Sequence[object]) -> UsageRows:
         sample_id = item.get("sample_id")
         rid = None if sample_id is None else _request_id(sample_id)
         if sample_id is not None and rid is None:
-            errors.add(
-                (*loc, "sample_id"),
-                f"a non-empty string of at most {REQUEST_ID_MAX} characters",
-                sample_id,
-            )
+            errors.add((*loc, "sample_id"), _id_problem(sample_id, False), sample_id)
         for key, v in item.items():
             if key in ("timestamp", "sample_id"):
                 continue

@@ -5,22 +5,21 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 
 from dashboards.reports import ReportFailed, ReportService, ReportStatus
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
-from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.http import ApiRoute, BigDbId, ORJSONResponse, Requires
 
 __all__ = ["MAX_WAIT_S", "RETRY_AFTER_S", "router"]
 
 MAX_WAIT_S = 60.0
 RETRY_AFTER_S = 5
-_MAX_ID = 2**63 - 1
 
-router = APIRouter(prefix="/v1", tags=["reports"])
+router = APIRouter(prefix="/v1", tags=["reports"], route_class=ApiRoute)
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/html": {}}, "description": "the report"},
@@ -33,7 +32,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.get("/runs/{run_id}/report", response_class=HTMLResponse, responses=_RESPONSES)
 async def run_report(
     request: Request,
-    run_id: int = Path(ge=1, le=_MAX_ID),
+    run_id: BigDbId,
     wait: bool = Query(False, description=f"wait up to {MAX_WAIT_S:.0f} s for the report"),
     _: Principal = Requires(Scope.READ),
 ) -> Response:

@@ -12,7 +12,7 @@ from evaluators.checks import unknown_checks
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
 from modelwatch.errors import FieldError, ValidationFailed
-from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
 from modelwatch.monitors import MonitorSpec
 from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
@@ -22,7 +22,9 @@ from modelwatch.timeutil import us_to_datetime
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["evaluation"], default_response_class=ORJSONResponse)
+router = APIRouter(
+    prefix="/v1", tags=["evaluation"], default_response_class=ORJSONResponse, route_class=ApiRoute
+)
 
 
 def _monitors(request: Request) -> MonitorStore:
@@ -87,14 +89,14 @@ def list_monitors(
 
 @router.get("/monitors/{monitor_id}")
 def get_monitor(
-    monitor_id: int, request: Request, _: Principal = Requires(Scope.READ)
+    monitor_id: DbId, request: Request, _: Principal = Requires(Scope.READ)
 ) -> dict[str, Any]:
     return monitor_json(_monitors(request).get(monitor_id))
 
 
 @router.get("/monitors/{monitor_id}/runs")
 def list_runs(
-    monitor_id: int,
+    monitor_id: DbId,
     request: Request,
     limit: int = Query(50, ge=1, le=1000),
     status: str | None = Query(None, pattern="^(pending|running|done|failed)$"),

@@ -20,6 +20,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "StoreError",
+    "UnsupportedMediaTypeError",
     "ValidationFailed",
 ]
 
@@ -76,6 +77,13 @@ class ConflictError(ModelwatchError):
 class PayloadTooLargeError(ModelwatchError):
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(ModelwatchError):
+    """The body's content type is not one the route reads (e.g. text/plain for JSON)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class AuthError(ModelwatchError):

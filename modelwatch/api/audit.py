@@ -9,13 +9,13 @@ from fastapi import APIRouter, Query, Request
 
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
-from modelwatch.http import Requires
+from modelwatch.http import ApiRoute, BigDbId, Requires
 from modelwatch.store.audit import AuditLog
 from modelwatch.store.ledger import Ledger
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["audit"])
+router = APIRouter(prefix="/v1", tags=["audit"], route_class=ApiRoute)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -35,7 +35,7 @@ def audit_log(
     actor: str | None = Query(None, description="an API key name, 'config' or 'system'"),
     since: datetime | None = None,
     until: datetime | None = None,
-    before_id: int | None = Query(None, description="page: records older than this id"),
+    before_id: BigDbId | None = Query(None, description="page: records older than this id"),
     limit: int = Query(100, ge=1, le=1000),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:

@@ -11,14 +11,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modelwatch.auth import Principal
 from modelwatch.domain import VERSION_PATTERN, Alias, ModelSpec, Scope
-from modelwatch.http import ORJSONResponse, Requires
+from modelwatch.http import ApiRoute, ORJSONResponse, Requires
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
 from modelwatch.store.stats import VersionStats, label_stats, version_stats
 from modelwatch.timeutil import us_to_datetime
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["registry"], default_response_class=ORJSONResponse)
+router = APIRouter(
+    prefix="/v1", tags=["registry"], default_response_class=ORJSONResponse, route_class=ApiRoute
+)
 
 
 class VersionIn(BaseModel):

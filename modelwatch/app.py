@@ -35,6 +35,7 @@ from modelwatch.background import build_background
 from modelwatch.config import Config, load_config
 from modelwatch.errors import ConfigError, ValidationFailed
 from modelwatch.http import install_error_handlers
+from modelwatch.limits import RequestLimits
 from modelwatch.scheduler_state import SchedulerStateFile
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
@@ -127,6 +128,7 @@ def create_app(
     setattr(app.state, METRICS_REGISTRY_STATE, metrics_registry)
     app.include_router(metrics_router)
     _document_raw_bodies(app)
+    app.add_middleware(RequestLimits, api=app, settings=settings)
     return app
 
 

@@ -7,6 +7,9 @@
 | ``MODELWATCH_MAX_BODY_BYTES`` | largest ingest request body accepted (413 beyond) | 16 MiB |
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
+| ``MODELWATCH_MAX_JSON_BYTES`` | largest body of every other route (models, monitors, ...) | 1 MiB |
+| ``MODELWATCH_BODY_TIMEOUT_S`` | seconds a client has to send a whole body (408 beyond) | 30 |
+| ``MODELWATCH_UPLOAD_TIMEOUT_S`` | the same for reference uploads and retrain callbacks | 300 |
 | ``MODELWATCH_WORKERS`` | ``modelwatch serve``: API processes (``--workers``) | 1 |
 | ``MODELWATCH_SCHEDULER_STATE`` | set by ``serve --workers N``: its scheduler's state file | none |
 | ``MODELWATCH_LOG_LEVEL`` | Python logging level name | ``INFO`` |
@@ -55,6 +58,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ENV_API_KEY",
+    "ENV_BODY_TIMEOUT_S",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
     "ENV_DB_CONNECT_TIMEOUT_S",
@@ -68,6 +72,7 @@ __all__ = [
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
     "ENV_MAX_BODY_BYTES",
+    "ENV_MAX_JSON_BYTES",
     "ENV_MAX_REFERENCE_BYTES",
     "ENV_METRICS_TOP_FEATURES",
     "ENV_OTEL_ENDPOINT",
@@ -84,6 +89,7 @@ __all__ = [
     "ENV_REPORT_MAX_ROWS",
     "ENV_RUN_LEASE_S",
     "ENV_SCHEDULER_STATE",
+    "ENV_UPLOAD_TIMEOUT_S",
     "ENV_WEBHOOK_SECRET",
     "ENV_WORKERS",
     "Settings",
@@ -95,6 +101,9 @@ ENV_CONFIG = "MODELWATCH_CONFIG"
 ENV_MAX_BODY_BYTES = "MODELWATCH_MAX_BODY_BYTES"
 ENV_MAX_REFERENCE_BYTES = "MODELWATCH_MAX_REFERENCE_BYTES"
 ENV_MAX_BATCH_EVENTS = "MODELWATCH_MAX_BATCH_EVENTS"
+ENV_MAX_JSON_BYTES = "MODELWATCH_MAX_JSON_BYTES"
+ENV_BODY_TIMEOUT_S = "MODELWATCH_BODY_TIMEOUT_S"
+ENV_UPLOAD_TIMEOUT_S = "MODELWATCH_UPLOAD_TIMEOUT_S"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
 ENV_WORKERS = "MODELWATCH_WORKERS"
 ENV_SCHEDULER_STATE = "MODELWATCH_SCHEDULER_STATE"
@@ -180,6 +189,9 @@ class Settings:
     max_body_bytes: int = 16 * 1024 * 1024
     max_reference_bytes: int = 512 * 1024 * 1024
     max_batch_events: int = 100_000
+    max_json_bytes: int = 1024 * 1024
+    body_timeout_s: float = 30.0
+    upload_timeout_s: float = 300.0
     log_level: str = "INFO"
     metrics_top_features: int = 10
     report_dir: str = "./modelwatch-reports"
@@ -201,6 +213,9 @@ class Settings:
             max_body_bytes=_int(env, ENV_MAX_BODY_BYTES, cls.max_body_bytes),
             max_reference_bytes=_int(env, ENV_MAX_REFERENCE_BYTES, cls.max_reference_bytes),
             max_batch_events=_int(env, ENV_MAX_BATCH_EVENTS, cls.max_batch_events),
+            max_json_bytes=_int(env, ENV_MAX_JSON_BYTES, cls.max_json_bytes),
+            body_timeout_s=_int(env, ENV_BODY_TIMEOUT_S, int(cls.body_timeout_s)),
+            upload_timeout_s=_int(env, ENV_UPLOAD_TIMEOUT_S, int(cls.upload_timeout_s)),
             log_level=env.get(ENV_LOG_LEVEL) or "INFO",
             metrics_top_features=_int(env, ENV_METRICS_TOP_FEATURES, cls.metrics_top_features),
             report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,

@@ -552,12 +552,12 @@ class Batcher:
             results = [reason or "close_timeout"] * len(batches)
         else:
             results = self.spool.write([(b.key, b.items) for b in batches])
+        self._report_evicted(batches, results, problem, held_for)  # before flush() wakes
         with self._cond:
             for batch, result in zip(batches, results, strict=True):
                 self._left_memory(len(batch.items), batch.nbytes)
                 if not result:
                     self._counts["spilled"] += len(batch.items)
-        self._report_evicted(batches, results, problem, held_for)
 
     def _report_evicted(
         self, batches: list[Batch], results: list[str], problem: str, held_for: float

@@ -86,14 +86,14 @@ class Store:
         t = self.timeouts
         # Pooled connections are checked on checkout by _ping_on_checkout, under a deadline.
         kwargs.update(pool_size=10, max_overflow=20, pool_timeout=t.pool_s)
-        kwargs["connect_args"] = t.libpq_params(t.statement_s, _url_options(parsed))
+        kwargs["connect_args"] = t.libpq_params(t.statement_s, parsed.query)
         return kwargs
 
     def reader_uri(self) -> str:
         """A libpq URI for bulk window and reference reads on PostgreSQL (ADBC): the
         store's URL with the read timeout and the same connect and keepalive bounds."""
         parsed = make_url(self.url)
-        params = self.timeouts.libpq_params(self.timeouts.read_s, _url_options(parsed))
+        params = self.timeouts.libpq_params(self.timeouts.read_s, parsed.query)
         query = {**parsed.query, **{k: str(v) for k, v in params.items()}}
         base = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
         # libpq decodes %20 but not '+' as a space.
@@ -195,10 +195,3 @@ _FRESH = "modelwatch_fresh"
 
 def _mark_fresh(_dbapi_conn: Any, record: Any) -> None:
     record.info[_FRESH] = True
-
-
-def _url_options(parsed: URL) -> str | None:
-    raw = parsed.query.get("options")
-    if isinstance(raw, tuple):
-        return " ".join(raw)
-    return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +43,14 @@ class Timeouts:
         """How long one store transaction may go on before the client cuts its connection."""
         return self.statement_s + CLIENT_GRACE_S
 
-    def libpq_params(self, statement_s: float, existing_options: str | None) -> dict[str, Any]:
+    def libpq_params(self, statement_s: float, url_query: Mapping[str, Any]) -> dict[str, Any]:
         """libpq connection parameters: connect timeout, server-side timeouts (appended to
         the URL's own ``options``) and TCP keepalives that end a connection to a vanished
-        peer after about ``dead_peer_s``."""
+        peer after about ``dead_peer_s``. A parameter the URL sets itself is left to it."""
+        params = self._params(statement_s, _options(url_query))
+        return {k: v for k, v in params.items() if k == "options" or k not in url_query}
+
+    def _params(self, statement_s: float, existing_options: str | None) -> dict[str, Any]:
         idle = max(1, math.ceil(self.dead_peer_s / 2))
         interval = max(1, math.ceil(self.dead_peer_s / 6))
         server = (
@@ -63,6 +68,13 @@ class Timeouts:
             "tcp_user_timeout": _ms(self.dead_peer_s),
             "options": f"{existing_options} {server}" if existing_options else server,
         }
+
+
+def _options(url_query: Mapping[str, Any]) -> str | None:
+    raw = url_query.get("options")
+    if isinstance(raw, tuple):
+        return " ".join(raw)
+    return raw
 
 
 def _ms(seconds: float) -> int:

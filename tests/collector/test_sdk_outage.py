@@ -7,6 +7,7 @@ tests bound pauses from below strictly and from above loosely."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -134,7 +135,7 @@ def test_a_40s_outage_with_retry_after_5_loses_nothing(
     times = server.times()
     assert len(times) > 6  # the old client gave up after 6 attempts
     assert times[-1] - times[0] >= 40.0
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 5.0  # Retry-After, spread up to 10 % later
     assert sorted(gaps)[len(gaps) // 2] < 5.5 + 1.0
     assert client.stats == ClientStats(sent=143, accepted=143, retries=len(times) - 1)
@@ -165,7 +166,7 @@ def test_other_failures_back_off_exponentially_with_jitter(
     predict(client, 1)
     assert client.flush(timeout=120)
     times = server.times()
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     for retry_no, gap in enumerate(gaps[:4], start=1):
         base = min(8.0, 2.0 ** (retry_no - 1))
         assert base * 0.5 <= gap <= base + 2.0, (retry_no, gaps)
@@ -297,9 +298,9 @@ def test_held_back_warnings_are_summed_up_later(
     with caplog.at_level(logging.WARNING, logger="modelwatch.sdk"):
         for i in range(510):
             predict(client, i)
-        deadline = clock.now() + 60
+        deadline = clock.now() + 30
         while clock.now() < deadline and not any(
-            "500 more like this" in r.getMessage() for r in caplog.records
+            "499 more like this" in r.getMessage() for r in caplog.records
         ):
             time.sleep(0.01)
     full = [r.getMessage() for r in caplog.records if "buffer" in r.getMessage()]

@@ -27,6 +27,7 @@ from collector.validation import (
 from collector.wire import DecodedBatch, EventDecoder, event_decoder, model_hint
 from modelwatch.errors import NotFoundError, PayloadTooLargeError, ValidationFailed
 from modelwatch.http import parse_json
+from modelwatch.storable import may_hold_nul
 from modelwatch.store import tables as t
 from modelwatch.store.bulk import insert_rows
 from modelwatch.store.engine import Store
@@ -156,7 +157,7 @@ class Ingestor:
 
     def _decode_plain(self, body: bytes) -> tuple[ModelRecord, EventDecoder, DecodedBatch] | None:
         """The batch's model, its decoder and the decoded batch, if the batch is plain."""
-        if b"\\u0000" in body:  # a NUL character somewhere: the validator names the field
+        if may_hold_nul(body):  # a NUL character somewhere: the validator names the field
             return None
         hint = model_hint(body)
         if hint is None:

@@ -31,7 +31,15 @@ from modelwatch.errors import (
     UnsupportedMediaTypeError,
     ValidationFailed,
 )
-from modelwatch.storable import INT32_MAX, INT64_MAX, NUL, NUL_MESSAGE, jsonable, nul_locations
+from modelwatch.storable import (
+    INT32_MAX,
+    INT64_MAX,
+    NUL,
+    NUL_MESSAGE,
+    jsonable,
+    may_hold_nul,
+    nul_locations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +289,7 @@ def parse_json(body: bytes, loc: tuple[str | int, ...] = (), *, check_text: bool
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ValidationFailed([FieldError(("body",), _syntax_message(body, exc))]) from None
-    if check_text and b"\\u0000" in body:
+    if check_text and may_hold_nul(body):
         bad = [FieldError((*loc, *at), NUL_MESSAGE) for at in nul_locations(document)]
         if bad:
             raise ValidationFailed(bad[:100])

@@ -18,6 +18,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from modelwatch.errors import ModelwatchError
 
@@ -26,12 +27,16 @@ __all__ = [
     "HEADER_ID",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
+    "NO_MATCH",
+    "SignedHeaders",
+    "StreamVerifier",
     "WebhookVerificationError",
     "generate_secret",
     "secret_key",
     "sign",
     "signed_headers",
     "verify",
+    "verify_headers",
 ]
 
 HEADER_ID = "webhook-id"
@@ -40,6 +45,7 @@ HEADER_SIGNATURE = "webhook-signature"
 DEFAULT_TOLERANCE_S = 300
 _PREFIX = "whsec_"
 _MIN_KEY_BYTES = 24
+NO_MATCH = "no signature matches the body with the given secret(s)"
 
 
 class WebhookVerificationError(ModelwatchError):
@@ -82,18 +88,23 @@ def signed_headers(
     return {HEADER_ID: msg_id, HEADER_TIMESTAMP: str(ts), HEADER_SIGNATURE: signatures}
 
 
-def verify(
-    secrets_: str | Sequence[str],
+@dataclass(frozen=True)
+class SignedHeaders:
+    """The Standard Webhooks headers of one delivery, its timestamp already checked."""
+
+    msg_id: str
+    timestamp: int
+    signatures: tuple[str, ...]
+
+
+def verify_headers(
     headers: Mapping[str, str],
-    body: bytes,
     *,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     now: float | None = None,
-) -> str:
-    """Check a delivery; returns its ``webhook-id``. Any of ``secrets_`` may have signed it.
-
-    Raises :class:`WebhookVerificationError` naming what is wrong: a missing header,
-    a timestamp outside ``tolerance_s`` (replays), or no matching signature."""
+) -> SignedHeaders:
+    """The headers of a delivery, before its body is read: all present, and a timestamp
+    within ``tolerance_s`` of now; else :class:`WebhookVerificationError` naming what."""
     lower = {k.lower(): v for k, v in headers.items()}
     missing = [h for h in (HEADER_ID, HEADER_TIMESTAMP, HEADER_SIGNATURE) if not lower.get(h)]
     if missing:
@@ -110,9 +121,54 @@ def verify(
         raise WebhookVerificationError(
             f"{HEADER_TIMESTAMP} is {int(current - ts)} s from now (tolerance {tolerance_s} s)"
         )
-    offered = [s.strip() for s in lower[HEADER_SIGNATURE].split(" ") if s.strip()]
-    for secret in [secrets_] if isinstance(secrets_, str) else list(secrets_):
-        expected = sign(secret, msg_id, ts, body)
-        if any(hmac.compare_digest(expected, sig) for sig in offered):
-            return msg_id
-    raise WebhookVerificationError("no signature matches the body with the given secret(s)")
+    offered = tuple(s.strip() for s in lower[HEADER_SIGNATURE].split(" ") if s.strip())
+    return SignedHeaders(msg_id, ts, offered)
+
+
+class StreamVerifier:
+    """The signatures of a body computed as it streams in, for every candidate sender.
+
+    ``senders`` maps a name (e.g. a pipeline) to its secrets; :meth:`signers` names
+    those whose secret signed the body, once all of it has been fed to :meth:`update`.
+    """
+
+    def __init__(self, signed: SignedHeaders, senders: Mapping[str, Sequence[str]]) -> None:
+        self.signed = signed
+        prefix = f"{signed.msg_id}.{signed.timestamp}.".encode()
+        self._macs = [
+            (name, hmac.new(secret_key(secret), prefix, hashlib.sha256))
+            for name, secrets_ in senders.items()
+            for secret in secrets_
+        ]
+
+    def update(self, chunk: bytes) -> None:
+        for _, mac in self._macs:
+            mac.update(chunk)
+
+    def signers(self) -> set[str]:
+        found = set()
+        for name, mac in self._macs:
+            expected = "v1," + base64.b64encode(mac.digest()).decode()
+            if any(hmac.compare_digest(expected, sig) for sig in self.signed.signatures):
+                found.add(name)
+        return found
+
+
+def verify(
+    secrets_: str | Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance_s: int = DEFAULT_TOLERANCE_S,
+    now: float | None = None,
+) -> str:
+    """Check a delivery; returns its ``webhook-id``. Any of ``secrets_`` may have signed it.
+
+    Raises :class:`WebhookVerificationError` naming what is wrong: a missing header,
+    a timestamp outside ``tolerance_s`` (replays), or no matching signature."""
+    signed = verify_headers(headers, tolerance_s=tolerance_s, now=now)
+    verifier = StreamVerifier(signed, {"": [secrets_] if isinstance(secrets_, str) else secrets_})
+    verifier.update(body)
+    if not verifier.signers():
+        raise WebhookVerificationError(NO_MATCH)
+    return signed.msg_id

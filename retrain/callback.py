@@ -4,7 +4,9 @@ A succeeded callback registers the new version with the ``challenger`` alias and
 stores its reference data, so the monitors start comparing it with the
 champion. The reference is parsed and validated before anything is written; a
 repeated callback for a retrain already completed with the same version is
-answered as before and changes nothing.
+answered as before and changes nothing. A signed callback is applied once: a copy
+with the same ``webhook-id`` (a pipeline retrying after a timeout, or a replay) is
+answered with the retrain's current state and changes nothing, not even the audit log.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from modelwatch.domain import VERSION_PATTERN, Alias
 from modelwatch.errors import ConflictError, FieldError, ValidationFailed
 from modelwatch.store import audit
 from modelwatch.store.engine import Store
+from modelwatch.store.receipts import Receipt, Receipts
 from modelwatch.store.references import ReferenceStore, sha256_hex
 from modelwatch.store.registry import ModelRecord, Registry
 from modelwatch.store.retrain import (
@@ -32,8 +35,13 @@ from modelwatch.store.retrain import (
     RetrainRequest,
     RetrainStore,
 )
+from modelwatch.webhooks import DEFAULT_TOLERANCE_S
 
-__all__ = ["CallbackIn", "CallbackService", "ReferenceParser"]
+__all__ = ["RECEIPT_KEEP_S", "CallbackIn", "CallbackService", "ReferenceParser"]
+
+# A copy's timestamp may stand up to the tolerance before or after now, so a receipt
+# outlives the first copy by twice the tolerance.
+RECEIPT_KEEP_S = 2 * DEFAULT_TOLERANCE_S
 
 # (model, raw bytes, format hint) -> (frame in the reference layout, format, ignored columns)
 ReferenceParser = Callable[[ModelRecord, bytes, str | None], tuple[pl.DataFrame, str, list[str]]]
@@ -74,20 +82,34 @@ class _Reference:
 
 
 class CallbackService:
-    def __init__(self, store: Store, registry: Registry, parse_reference: ReferenceParser) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        parse_reference: ReferenceParser,
+        receipts: Receipts | None = None,
+    ) -> None:
         self.store = store
+        self.receipts = receipts or Receipts(store, RECEIPT_KEEP_S)
         self.registry = registry
         self.retrain = RetrainStore(store)
         self.references = ReferenceStore(store)
         self.parse_reference = parse_reference
 
-    def handle(self, body: CallbackIn, actor: str) -> dict[str, Any]:
+    def handle(
+        self, body: CallbackIn, actor: str, receipt: Receipt | None = None
+    ) -> dict[str, Any]:
+        """Apply ``body``; with a ``receipt`` (a signed delivery) at most once per receipt."""
         request = self.retrain.by_uid(body.retrain_id)
+        if receipt is not None and self.receipts.seen(receipt):
+            return self._answer(request.uid)
         model = self.registry.model_by_id(request.model_id)
         if body.status == "succeeded":
-            return self._succeeded(body, request, model, actor)
+            return self._succeeded(body, request, model, actor, receipt)
         status = RUNNING if body.status == "running" else FAILED
         with self.store.write() as conn:
+            if receipt is not None and not self.receipts.claim(conn, receipt):
+                return self._answer(request.uid)
             moved = self.retrain.set_status(
                 conn, request.uid, status, progress=body.progress, reason=body.message[:500]
             )
@@ -106,7 +128,12 @@ class CallbackService:
         return self._answer(request.uid)
 
     def _succeeded(
-        self, body: CallbackIn, request: RetrainRequest, model: ModelRecord, actor: str
+        self,
+        body: CallbackIn,
+        request: RetrainRequest,
+        model: ModelRecord,
+        actor: str,
+        receipt: Receipt | None,
     ) -> dict[str, Any]:
         if body.version is None:
             raise ValidationFailed(
@@ -132,6 +159,8 @@ class CallbackService:
                 model, version, reference.frame, reference.fmt, reference.digest, actor
             )
         with self.store.write() as conn:
+            if receipt is not None and not self.receipts.claim(conn, receipt):
+                return self._answer(request.uid)
             self.retrain.set_status(
                 conn, request.uid, COMPLETED, progress=1.0, new_version_id=version.id
             )

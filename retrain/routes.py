@@ -13,14 +13,14 @@ from modelwatch.domain import Scope
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, Requires, parse_json, read_body, require
 from modelwatch.settings import Settings
-from modelwatch.webhooks import HEADER_SIGNATURE, verify
+from modelwatch.webhooks import HEADER_SIGNATURE
 from retrain.callback import CallbackIn, CallbackService
+from retrain.callback_auth import read_signed, sender_of
 from retrain.service import RetrainService
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["retrain"], route_class=ApiRoute)
-_CALLBACK_LIMIT = 512 * 1024 * 1024
 
 
 def _service(request: Request) -> RetrainService:
@@ -40,32 +40,34 @@ async def retrain_callback(request: Request) -> dict[str, Any]:
     """A pipeline reports progress, failure, or its new version (with reference data).
 
     Signed like the webhook it answers (``webhook-id``, ``webhook-timestamp``,
-    ``webhook-signature`` with the pipeline's secret), or sent with an admin key."""
+    ``webhook-signature`` with the pipeline's secret), or sent with an admin key; either
+    is checked before the body is parsed. A signed callback is applied once per
+    ``webhook-id``: a copy is answered with the retrain's current state."""
     settings: Settings = request.app.state.settings
-    body = await read_body(request, settings.max_reference_bytes)
+    service = _service(request)
+    callbacks: CallbackService = request.app.state.retrain_callbacks
+    if not request.headers.get(HEADER_SIGNATURE):
+        actor = (await require(Scope.ADMIN)(request)).name
+        callback = _callback(await read_body(request, settings.max_reference_bytes))
+        return await run_in_threadpool(callbacks.handle, callback, actor)
+    senders = {p.name: p.secrets for p in service.sender.pipelines.values()}
+    signed = await read_signed(request, senders, settings.max_reference_bytes)
+    callback = _callback(signed.body)
+    retrain = await run_in_threadpool(service.retrain.by_uid, callback.retrain_id)
+    receipt = sender_of(signed, retrain)
+    result: dict[str, Any] = await run_in_threadpool(
+        callbacks.handle, callback, receipt.source, receipt
+    )
+    return result
+
+
+def _callback(body: bytes) -> CallbackIn:
     try:
-        callback = CallbackIn.model_validate(parse_json(body))
+        return CallbackIn.model_validate(parse_json(body))
     except ValidationError as exc:
         raise ValidationFailed(
             [FieldError(tuple(e["loc"]), e["msg"], e.get("input")) for e in exc.errors()]
         ) from None
-    service = _service(request)
-    if request.headers.get(HEADER_SIGNATURE):
-        actor = await run_in_threadpool(_verify, service, callback.retrain_id, request, body)
-    else:
-        actor = (await require(Scope.ADMIN)(request)).name
-    callbacks: CallbackService = request.app.state.retrain_callbacks
-    result: dict[str, Any] = await run_in_threadpool(callbacks.handle, callback, actor)
-    return result
-
-
-def _verify(service: RetrainService, retrain_id: str, request: Request, body: bytes) -> str:
-    retrain = service.retrain.by_uid(retrain_id)
-    pipeline = service.sender.pipelines.get(retrain.pipeline)
-    if pipeline is None:
-        raise NotFoundError(f"pipeline {retrain.pipeline!r} is no longer configured")
-    verify(pipeline.secrets, dict(request.headers), body)
-    return f"pipeline:{pipeline.name}"
 
 
 @router.get("/retrain")

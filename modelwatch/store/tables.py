@@ -31,6 +31,7 @@ __all__ = [
     "retrain_cooldowns",
     "retrain_requests",
     "usage_samples",
+    "webhook_receipts",
 ]
 
 metadata = MetaData()
@@ -413,4 +414,15 @@ approvals = Table(
     Column("decided_by", String(128), nullable=True),
     Column("comment", Text, nullable=False),
     Index("ix_approvals_model", "model_id", "id"),
+)
+
+# Signed webhooks received (retrain callbacks), by sender and webhook-id, while a replay
+# of one could still pass the timestamp check: a repeated delivery is not applied twice.
+webhook_receipts = Table(
+    "webhook_receipts",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("webhook_id", String(256), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_webhook_receipts_received_at", "received_at"),
 )

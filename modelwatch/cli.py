@@ -115,6 +115,7 @@ def serve(
 
     from modelwatch.app import create_app
     from modelwatch.auth import KeyStore
+    from modelwatch.serving import UVICORN_LIMITS
     from modelwatch.store.migrate import is_current, upgrade
 
     config = _load(config_path)
@@ -138,7 +139,9 @@ def serve(
         _fail(str(exc))
     telemetry = setup_telemetry()
     try:
-        uvicorn.run(app, host=host, port=port, log_level=ctx.obj.log_level.lower())
+        uvicorn.run(
+            app, host=host, port=port, log_level=ctx.obj.log_level.lower(), **UVICORN_LIMITS
+        )
     finally:
         telemetry.shutdown()
 
@@ -202,6 +205,7 @@ def _serve_processes(
     import uvicorn
 
     from modelwatch.scheduler_state import PUBLISH_INTERVAL_S, publish_state
+    from modelwatch.serving import UVICORN_LIMITS
 
     # The workers are spawned, not forked: they read all they need from the environment.
     if config_path is not None:
@@ -226,6 +230,7 @@ def _serve_processes(
                 port=port,
                 workers=workers,
                 log_level=settings.log_level.lower(),
+                **UVICORN_LIMITS,
             )
         finally:
             if background is not None:

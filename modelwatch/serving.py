@@ -1,19 +1,38 @@
-"""Run the ASGI app under uvicorn in a background thread (demo, tests, benchmarks)."""
+"""How uvicorn runs the API: its connection limits, and a background-thread server
+(demo, tests, benchmarks).
+
+Bodies are bounded in size and time by :mod:`modelwatch.limits`; uvicorn bounds the
+rest of a connection: an idle keep-alive connection is closed after
+:data:`KEEP_ALIVE_S` (longer than the SDK's flush interval, so its batches reuse
+their connection; a load balancer in front should idle out sooner), and request
+headers are capped at :data:`MAX_HEADER_BYTES` (h11). uvicorn has no timeout for
+slow request headers: past one machine, a proxy or load balancer in front enforces it.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 
-__all__ = ["BackgroundServer"]
+__all__ = ["KEEP_ALIVE_S", "MAX_HEADER_BYTES", "UVICORN_LIMITS", "BackgroundServer"]
+
+KEEP_ALIVE_S = 20
+MAX_HEADER_BYTES = 64 * 1024
+UVICORN_LIMITS: dict[str, Any] = {
+    "timeout_keep_alive": KEEP_ALIVE_S,
+    "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
+}
 
 
 class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", **UVICORN_LIMITS
+        )
         self.server = uvicorn.Server(config)
         self.host, self.port = host, port
         self._thread = threading.Thread(target=self.server.run, name="modelwatch-api", daemon=True)

@@ -265,3 +265,22 @@ def test_a_server_cuts_off_a_slowloris_body_with_408(
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert b'"request_timeout"' in answer and b"connection: close" in answer.lower()
     assert 0.9 < time.monotonic() - started < 3
+
+
+def test_serve_runs_uvicorn_with_the_connection_limits(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from click.testing import CliRunner
+
+    from modelwatch.cli import cli
+    from modelwatch.serving import KEEP_ALIVE_S
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_, **kwargs: calls.append(kwargs))
+    env = {"MODELWATCH_DATABASE_URL": store.url}
+    result = CliRunner().invoke(cli, ["serve", "--no-scheduler", "--no-migrate"], env=env)
+    assert result.exit_code == 0, result.output
+    (options,) = calls
+    assert options["timeout_keep_alive"] == KEEP_ALIVE_S
+    assert options["h11_max_incomplete_event_size"] == 64 * 1024

@@ -414,17 +414,21 @@ class Batcher:
     def _next_batch(self) -> Batch | None:
         """Spilled files first (they are older), then memory, oldest first."""
         if self._disk is None and self.spool is not None and self.spool.backlog:
-            file, corrupt = self.spool.claim()
+            with self._cond:
+                self._disk_busy = True  # flush() must not see the backlog empty meanwhile
+            try:
+                file, corrupt = self.spool.claim()
+            except Exception:
+                logger.exception("modelwatch: cannot read the spill directory")
+                file, corrupt = None, 0
             if corrupt:
                 self._drop("spill_error", corrupt, "unreadable line(s) in the spill directory")
-            if file is not None:
-                with self._cond:
-                    self._disk = file
-                    self._disk_busy = True
+            with self._cond:
+                self._disk = file
+                self._disk_busy = file is not None
+                if file is not None:
                     self._counts["restored"] += sum(map(len, file.pieces))
-            else:
-                with self._cond:
-                    self._cond.notify_all()  # a flush may have waited on that backlog
+                self._cond.notify_all()
         if self._disk is not None:
             return Batch(self._disk.key, self._disk.pieces[0])
         with self._cond:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,9 +41,21 @@ class FlakyIngest:
     them again: predictions and labels are known by request id, usage samples by the
     sample id the SDK gives each one, so nothing may be stored twice."""
 
-    def __init__(self, app: ASGIApp, fail: int = 0, lose_acks: int = 0) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        fail: int = 0,
+        lose_acks: int = 0,
+        *,
+        down_for: float = 0.0,
+        retry_after: str = "0",
+    ) -> None:
         self.app = app
         self.fail = fail
+        self.down_for = down_for  # seconds of 503s from the first ingest request on
+        self.down_until: float | None = None
+        self.retry_after = retry_after
+        self.unavailable = 0
         self.lose_acks = dict.fromkeys(INGEST, lose_acks)
         self.lost: list[tuple[str, int]] = []  # (path, status the app answered)
 
@@ -48,9 +63,10 @@ class FlakyIngest:
         path = scope.get("path")
         if scope["type"] != "http" or scope["method"] != "POST" or path not in INGEST:
             await self.app(scope, receive, send)
-        elif self.fail > 0:
-            self.fail -= 1
-            await _unavailable(send)
+        elif self.fail > 0 or self._down():
+            self.fail = max(0, self.fail - 1)
+            self.unavailable += 1
+            await _unavailable(send, self.retry_after)
         elif self.lose_acks[path] > 0:
             self.lose_acks[path] -= 1
 
@@ -59,13 +75,18 @@ class FlakyIngest:
                     self.lost.append((path, message["status"]))
 
             await self.app(scope, receive, swallow)
-            await _unavailable(send)
+            await _unavailable(send, self.retry_after)
         else:
             await self.app(scope, receive, send)
 
+    def _down(self) -> bool:
+        if self.down_until is None and self.down_for:
+            self.down_until = time.monotonic() + self.down_for
+        return self.down_until is not None and time.monotonic() < self.down_until
 
-async def _unavailable(send: Send) -> None:
-    headers = [(b"content-type", b"application/json"), (b"retry-after", b"0")]
+
+async def _unavailable(send: Send, retry_after: str) -> None:
+    headers = [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode())]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     body = b'{"error":"store_unavailable","detail":"injected failure"}'
     await send({"type": "http.response.body", "body": body})
@@ -108,7 +129,8 @@ def stored(url: str) -> dict[str, Any]:
 
 
 def test_every_item_is_stored_exactly_once_through_server_failures(store: Store) -> None:
-    flaky = FlakyIngest(create_app(Settings(database_url=store.url), store), fail=3, lose_acks=1)
+    # 30 refusals in a row: the client once gave up after 6 attempts.
+    flaky = FlakyIngest(create_app(Settings(database_url=store.url), store), fail=30, lose_acks=1)
     with serving(flaky, free_port()) as url:
         assert httpx.post(f"{url}/v1/models", json=CHURN_SPEC).status_code == 201
         for version, alias in [("v1", "champion"), ("v2", "challenger")]:
@@ -145,7 +167,7 @@ def test_every_item_is_stored_exactly_once_through_server_failures(store: Store)
     assert stats.sent == new_rows
     assert stats.duplicates > 0  # the batches whose answers were lost were sent again
     assert stats.accepted + stats.duplicates == new_rows
-    assert stats.retries >= 4
+    assert stats.retries >= 30
 
 
 def test_items_wait_for_a_server_that_is_down_at_first(store: Store) -> None:
@@ -185,3 +207,90 @@ def test_an_unknown_model_is_reported_not_retried(
     assert any(
         "HTTP 404 not_found: unknown model 'churn'" in r.getMessage() for r in caplog.records
     )
+
+
+def churn_server(store: Store) -> None:
+    registry = Registry(store)
+    model = registry.create_model(ModelSpec.model_validate(CHURN_SPEC), "test")
+    registry.create_version(model, "v1", Alias.CHAMPION, "test")
+
+
+def test_a_422_naming_one_of_100_events_stores_the_other_99(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    churn_server(store)
+    app = create_app(Settings(database_url=store.url), store)
+    with serving(app, free_port()) as url, Client(url, retry=PATIENT, close_timeout=5) as client:
+        for i in range(100):
+            e = churn_event(i)
+            if i == 37:
+                e["features"] = {**e["features"], next(iter(e["features"])): "not a number"}
+            client.log_prediction(
+                "churn", "v1", e["request_id"], e["features"], e["prediction"], score=e["score"]
+            )
+        with caplog.at_level(logging.WARNING, logger="modelwatch.sdk"):
+            assert client.flush(timeout=30)
+        counts = stored(url)
+        assert client.dropped["rejected"] == 1 and client.stats.dropped == 1
+        assert client.stats.sent == 99
+    assert counts["v1"]["events"]["count"] == 99
+    assert any("events[37].features." in r.getMessage() for r in caplog.records)
+
+
+SPILLING = """
+import os, sys
+from collector.sdk import Client
+from tests.conftest import churn_event
+
+client = Client(sys.argv[1], spill_dir=sys.argv[2], close_timeout=0.5)
+for i in range(250):
+    e = churn_event(i)
+    client.log_prediction("churn", "v1", e["request_id"], e["features"], e["prediction"],
+                          score=e["score"], segment=e["segment"], timestamp=e["timestamp"])
+client.close()
+print(client.stats.spilled, sum(client.dropped.values()), flush=True)
+os._exit(0)
+"""
+
+
+def test_a_spill_left_by_a_process_while_the_server_was_down_arrives_exactly_once(
+    store: Store, tmp_path: Path
+) -> None:
+    churn_server(store)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spill = tmp_path / "spill"
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", SPILLING, url, str(spill)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["250", "0"]
+    flaky = FlakyIngest(create_app(Settings(database_url=store.url), store))
+    with serving(flaky, port), Client(url, spill_dir=spill, close_timeout=5) as client:
+        assert client.flush(timeout=30)
+        counts = stored(url)
+        stats = client.stats
+    assert counts["v1"]["events"]["count"] == 250
+    assert stats.restored == stats.sent == stats.accepted == 250 and stats.duplicates == 0
+    assert list(spill.glob("*.jsonl")) == []
+
+
+@pytest.mark.reliability
+def test_a_40s_outage_answering_503_retry_after_5_loses_nothing(store: Store) -> None:
+    churn_server(store)
+    app = create_app(Settings(database_url=store.url), store)
+    flaky = FlakyIngest(app, down_for=40.0, retry_after="5")
+    with serving(flaky, free_port()) as url, Client(url, close_timeout=5) as client:
+        for i in range(143):
+            log_event(client, "v1", i)
+        assert client.flush(timeout=120)
+        counts = stored(url)
+        stats = client.stats
+    assert flaky.unavailable >= 7  # more than the 6 attempts the client once stopped at
+    assert counts["v1"]["events"]["count"] == 143
+    assert stats.sent == 143 and stats.dropped == 0

@@ -147,7 +147,8 @@ def test_an_outage_longer_than_max_outage_spills_instead_of_dropping(
     switch: Switch, make_client: Callable[..., Client], tmp_path: Path
 ) -> None:
     clock = WarpClock()
-    client = make_client(max_outage_s=30, clock=clock, retry=RetryPolicy(initial_backoff=1))
+    retry = RetryPolicy(initial_backoff=1, max_backoff=4)
+    client = make_client(max_outage_s=10, clock=clock, retry=retry)
     for i in range(10):
         predict(client, i)
     wait_for(lambda: client.stats.spilled == 10)

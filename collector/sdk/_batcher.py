@@ -25,10 +25,9 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
 
 from collector.sdk._http import Answer, BatchKey, Outcome, RetryPolicy, Sender
+from collector.sdk._limits import Batch, Clock, Limits, MonotonicClock
 from collector.sdk._spill import SpillFile, Spool
 from collector.sdk._stats import DROP_REASONS, ClientStats, Throttle
 
@@ -42,48 +41,6 @@ _COUNTERS = (
     *("sent", "accepted", "duplicates", "updated"),
     *("retries", "failed_batches", "spilled", "restored"),
 )
-
-
-class Clock(Protocol):
-    """Where the batcher reads the time and waits; tests pass a faster one."""
-
-    def now(self) -> float: ...
-
-    def wait(self, cond: threading.Condition, timeout: float | None) -> None: ...
-
-
-class MonotonicClock:
-    def now(self) -> float:
-        return time.monotonic()
-
-    def wait(self, cond: threading.Condition, timeout: float | None) -> None:
-        cond.wait(timeout)
-
-
-@dataclass(frozen=True)
-class Limits:
-    batch_size: int
-    flush_interval: float
-    max_batch_bytes: int
-    max_buffer_events: int
-    max_buffer_bytes: int
-    max_outage_s: float
-    close_timeout: float | None
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if name != "close_timeout" and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
-
-
-@dataclass
-class Batch:
-    key: BatchKey
-    items: list[bytes]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(map(len, self.items))
 
 
 _LIVE: set[Batcher] = set()

@@ -37,6 +37,7 @@ from evaluators.intervals import (
     z_score,
 )
 from evaluators.metrics.cost import cost_per_1k, latency_quantile, prediction_count
+from evaluators.metrics.sampled import finite_figures
 from modelwatch.domain import ModelSpec
 
 __all__ = ["ChampionChallenger", "CostDiff"]
@@ -372,6 +373,9 @@ class ChampionChallenger(Metric):
     description = "challenger - champion accuracy/F1 or MAE/RMSE with CIs"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        return finite_figures(self._compute(ctx))
+
+    def _compute(self, ctx: EvalContext) -> list[MetricResult]:
         figures = _CLASSIFICATION if ctx.spec.is_classification else _REGRESSION
         try:
             settings = interval_settings(ctx.options)
@@ -417,6 +421,9 @@ class CostDiff(Metric):
     description = "challenger - champion cost per 1k predictions and latency p95"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        return finite_figures(self._compute(ctx))
+
+    def _compute(self, ctx: EvalContext) -> list[MetricResult]:
         return [
             self._guard(ctx, "cost_per_1k", self._cost),
             self._guard(ctx, "latency_p95", self._p95),

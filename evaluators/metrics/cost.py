@@ -29,6 +29,7 @@ from evaluators.base import (
     register,
 )
 from evaluators.intervals import quantile_interval
+from evaluators.metrics.sampled import finite_figures
 
 __all__ = [
     "CostPer1k",
@@ -188,6 +189,9 @@ class Latency(Metric):
     description = "latency p50/p95/p99 (ms) with order-statistic CIs"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        return finite_figures(self._compute(ctx))
+
+    def _compute(self, ctx: EvalContext) -> list[MetricResult]:
         try:
             confidence = interval_settings(ctx.options).confidence
             ordered = np.sort(latency_values(ctx.usage, ctx.min_samples))
@@ -232,6 +236,9 @@ class ResourcePer1k(Metric):
     description = "CPU/GPU seconds and memory GB-hours per 1k predictions"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        return finite_figures(self._compute(ctx))
+
+    def _compute(self, ctx: EvalContext) -> list[MetricResult]:
         labels = ("cpu_seconds", "gpu_seconds", "memory_gb_hours")
         results = []
         for label in labels:
@@ -283,6 +290,9 @@ class CostPer1k(Metric):
     description = "$ per 1k predictions from the cost field or the price table"
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        return finite_figures(self._compute(ctx))
+
+    def _compute(self, ctx: EvalContext) -> list[MetricResult]:
         try:
             n = prediction_count(ctx.window, ctx.min_samples)
             value, detail = cost_per_1k(ctx.usage, n, ctx.options)

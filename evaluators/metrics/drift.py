@@ -278,6 +278,11 @@ class _Drift(Metric):
         _require_samples(ctx, column, current, reference)
         method = self._method(ctx, column, reference.profile, current)
         statistic, p_value = method.run(reference.profile, current, _n_bins(ctx))
+        if math.isnan(statistic):  # values near the float limits overflow the arithmetic
+            detail = f"{method.name}: the statistic is not a number (values too large?)"
+            raise Unavailable(Status.ERROR, detail, current.len())
+        if p_value is not None and math.isnan(p_value):  # chi2 over a single category: df 0
+            p_value = None
         threshold = _threshold(ctx, column, method)
         drifted = method.rule(statistic, p_value, threshold)
         finite = math.isfinite(statistic)  # chi2 over a value unseen in the reference: inf

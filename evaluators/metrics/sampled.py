@@ -7,6 +7,7 @@ size, evaluates, then judges every result against ``threshold``.
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import replace
 from typing import ClassVar, Generic, Protocol, TypeVar
@@ -17,7 +18,7 @@ import polars as pl
 from evaluators.base import EvalContext, Metric, MetricResult, Status
 from evaluators.intervals import IntervalSettings
 
-__all__ = ["Sample", "SampledMetric", "joined_rows"]
+__all__ = ["Sample", "SampledMetric", "finite_figures", "joined_rows"]
 
 
 class Sample(Protocol):
@@ -51,7 +52,7 @@ class SampledMetric(Metric, Generic[S]):
             results = self._run(ctx, settings)
         except ValueError as exc:  # a bad option, reported rather than raised
             return [self.status_only(Status.ERROR, 0, str(exc))]
-        return [_judge(r, threshold, self.higher_is_better) for r in results]
+        return [_judge(r, threshold, self.higher_is_better) for r in finite_figures(results)]
 
     def _run(self, ctx: EvalContext, settings: IntervalSettings) -> list[MetricResult]:
         rows = joined_rows(self, ctx)
@@ -76,6 +77,23 @@ class SampledMetric(Metric, Generic[S]):
     @abstractmethod
     def evaluate(self, w: S, settings: IntervalSettings, ctx: EvalContext) -> list[MetricResult]:
         """The results for a sample of at least the minimum size."""
+
+
+def finite_figures(results: list[MetricResult]) -> list[MetricResult]:
+    """``results`` with every figure that overflowed (inputs near the float limits) turned
+    into ``error`` saying so, and non-finite interval bounds and p-values dropped."""
+    out = []
+    for r in results:
+        if r.value is not None and not math.isfinite(r.value):
+            why = f"the figure is not finite ({r.value}): input values too large"
+            detail = "; ".join(d for d in (why, r.detail) if d)
+            r = replace(r, value=None, status=Status.ERROR, detail=detail)
+        if not all(v is None or math.isfinite(v) for v in (r.ci_low, r.ci_high)):
+            r = replace(r, ci_low=None, ci_high=None)
+        if r.p_value is not None and not math.isfinite(r.p_value):
+            r = replace(r, p_value=None)
+        out.append(r)
+    return out
 
 
 def _noted(result: MetricResult, notes: tuple[str, ...]) -> MetricResult:

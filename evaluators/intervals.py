@@ -21,11 +21,12 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
 __all__ = [
     "MAX_BLOCK_ENTRIES",
@@ -87,8 +88,11 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@lru_cache(maxsize=64)
 def z_score(confidence: float) -> float:
-    return float(stats.norm.ppf(0.5 + confidence / 2.0))
+    """The two-sided normal quantile; equals ``scipy.stats.norm.ppf`` to 1e-14, without
+    importing scipy.stats (a second of start-up) or recomputing it for every figure."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
 
 
 def bounds(low: npt.ArrayLike, high: npt.ArrayLike) -> dict[str, float | None]:
@@ -159,6 +163,8 @@ def quantile_interval(
     n = sorted_values.size
     if n == 0:
         return np.full(quantiles.shape, np.nan), np.full(quantiles.shape, np.nan)
+    from scipy import stats  # only here: importing scipy.stats costs a second of start-up
+
     alpha = 1.0 - confidence
     low_rank = stats.binom.ppf(alpha / 2.0, n, quantiles)
     high_rank = stats.binom.ppf(1.0 - alpha / 2.0, n, quantiles) + 1.0
@@ -270,8 +276,10 @@ def _unbounded(statistic: Statistic, units: int | Ints) -> tuple[Floats, Floats]
 
 
 # Poisson(1) by inverse CDF at 2^16 evenly spaced midpoints: one 16-bit draw per weight,
-# several times faster than rng.poisson; the cut tail (P < 2^-17) is immaterial.
-_POISSON_1 = stats.poisson.ppf((np.arange(2**16) + 0.5) / 2**16, 1.0).astype(np.float64)
+# several times faster than rng.poisson; the cut tail (P < 2^-17) is immaterial. The CDF
+# is summed here rather than taken from scipy.stats, whose import is slow.
+_POISSON_1_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)])
+_POISSON_1 = np.searchsorted(_POISSON_1_CDF, (np.arange(2**16) + 0.5) / 2**16).astype(np.float64)
 
 
 def _weights(rng: np.random.Generator, size: int, units: int | Ints) -> Floats:

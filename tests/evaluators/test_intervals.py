@@ -227,3 +227,15 @@ def test_settings_from_options() -> None:
 def test_bounds_turn_nan_into_none() -> None:
     assert bounds(math.nan, 1.0) == {"ci_low": None, "ci_high": 1.0}
     assert bounds(np.float64(0.25), np.array(0.5)) == {"ci_low": 0.25, "ci_high": 0.5}
+
+
+def test_z_score_equals_scipy_norm_ppf() -> None:
+    confidences = np.r_[np.linspace(0.01, 0.99, 99), 0.999, 0.9999, 1e-9, 1 - 1e-9]
+    for confidence in confidences:
+        expected = stats.norm.ppf(0.5 + confidence / 2.0)
+        assert intervals.z_score(float(confidence)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_poisson_table_equals_scipy_poisson_ppf() -> None:
+    expected = stats.poisson.ppf((np.arange(2**16) + 0.5) / 2**16, 1.0)
+    np.testing.assert_array_equal(intervals._POISSON_1, expected)

@@ -11,10 +11,13 @@ outside any finite range).
 from __future__ import annotations
 
 import math
+import weakref
 from abc import abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from evaluators.base import (
@@ -28,7 +31,7 @@ from evaluators.base import (
     interval_settings,
     register,
 )
-from evaluators.intervals import wilson
+from evaluators.intervals import IntervalSettings, wilson
 from modelwatch.domain import FeatureSpec, FeatureType
 
 __all__ = [
@@ -66,11 +69,32 @@ def threshold_option(options: Mapping[str, Any], name: str = "threshold") -> flo
     return float(value)
 
 
+@dataclass(frozen=True)
+class _Share:
+    """A share ``hits / n`` still to be given its interval and judged."""
+
+    hits: int
+    n: int
+    detail: str
+
+
+Finish = Callable[[list[Any]], "MetricResult | _Share"]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One feature's aggregations over the window, and what turns their values into a result."""
+
+    exprs: list[pl.Expr]
+    finish: Finish
+
+
 class _PerFeature(Metric):
-    """One result per feature of ``types``; subclasses compute one feature."""
+    """One result per feature of ``types``. Subclasses plan each feature's aggregations;
+    the window is read once, in one polars ``select`` over every feature, so the cost
+    of a small window is not paid per column."""
 
     types: frozenset[FeatureType] = frozenset(FeatureType)
-    needs_baseline = False
 
     def compute(self, ctx: EvalContext) -> list[MetricResult]:
         wanted: Collection[str] | None = ctx.option("features", None)
@@ -81,65 +105,133 @@ class _PerFeature(Metric):
             for f in ctx.spec.features
             if f.type in self.types and (wanted is None or f.name in wanted)
         ]
-        return [self._one(ctx, feature) for feature in features]
+        plans = {f.name: self._planned(ctx, f) for f in features}
+        exprs = [e for p in plans.values() if isinstance(p, _Plan) for e in p.exprs]
+        row = list(ctx.window.select(exprs).row(0)) if exprs else []
+        done: dict[str, MetricResult | _Share] = {}
+        for name, plan in plans.items():
+            if isinstance(plan, _Plan):
+                values, row = row[: len(plan.exprs)], row[len(plan.exprs) :]
+                done[name] = self._finished(plan, values, name)
+            else:
+                done[name] = plan
+        shares = self._shares(ctx, {k: v for k, v in done.items() if isinstance(v, _Share)})
+        return [_final(done[f.name], shares, f.name) for f in features]
 
-    def _one(self, ctx: EvalContext, feature: FeatureSpec) -> MetricResult:
+    def _planned(self, ctx: EvalContext, feature: FeatureSpec) -> _Plan | MetricResult:
+        n = ctx.window.height
         try:
-            return self._checked(ctx, feature)
+            if n == 0 or n < ctx.min_samples:
+                detail = f"{n} rows, minimum {ctx.min_samples}"
+                raise Unavailable(Status.INSUFFICIENT_DATA, detail, n)
+            column = frame_column(ctx.window, feature.name)
+            if column is None:
+                raise Unavailable(Status.ERROR, f"feature {feature.name!r} is not in the window", n)
+            plan = self.plan(ctx, feature, column, ctx.window.schema[column])
+            return _Plan(
+                [e.alias(f"{feature.name}\0{i}") for i, e in enumerate(plan.exprs)], plan.finish
+            )
         except Unavailable as skip:
             return self.unavailable(skip, column=feature.name)
 
-    def _checked(self, ctx: EvalContext, feature: FeatureSpec) -> MetricResult:
-        n = ctx.window.height
-        if n == 0 or n < ctx.min_samples:
-            raise Unavailable(Status.INSUFFICIENT_DATA, f"{n} rows, minimum {ctx.min_samples}", n)
-        column = frame_column(ctx.window, feature.name)
-        if column is None:
-            raise Unavailable(Status.ERROR, f"feature {feature.name!r} is not in the window", n)
-        reference = None
-        if self.needs_baseline:
-            reference = self._reference(ctx, feature.name, n)
-        return self.feature(ctx, feature, ctx.window[column], reference)
-
-    @staticmethod
-    def _reference(ctx: EvalContext, name: str, n: int) -> pl.Series:
-        if ctx.baseline is None:
-            raise Unavailable(Status.NO_BASELINE, "no reference for this version", n)
-        column = frame_column(ctx.baseline, name)
-        values = present(ctx.baseline[column]) if column is not None else None
-        if values is None or values.len() == 0:
-            raise Unavailable(Status.NO_BASELINE, f"the reference has no values of {name!r}", n)
-        return values
+    def _finished(self, plan: _Plan, values: list[Any], name: str) -> MetricResult | _Share:
+        try:
+            return plan.finish(values)
+        except Unavailable as skip:
+            return self.unavailable(skip, column=name)
 
     @abstractmethod
-    def feature(
-        self, ctx: EvalContext, feature: FeatureSpec, values: pl.Series, ref: pl.Series | None
-    ) -> MetricResult: ...
+    def plan(
+        self, ctx: EvalContext, feature: FeatureSpec, column: str, dtype: pl.DataType
+    ) -> _Plan:
+        """Aggregations of ``column`` (each one value) and how to finish; may raise Unavailable."""
 
-    def share(self, ctx: EvalContext, feature: str, hits: int, n: int, detail: str) -> MetricResult:
-        """A share ``hits / n`` with its Wilson CI, in breach above option ``threshold``."""
-        threshold = threshold_option(ctx.options)
-        value = hits / n
-        low, high = share_interval(hits, n, ctx.options)
+    def _shares(self, ctx: EvalContext, shares: dict[str, _Share]) -> dict[str, MetricResult]:
+        """Every share with its Wilson CI (one vectorised call), in breach above option
+        ``threshold``."""
+        if not shares:
+            return {}
+        try:
+            threshold = threshold_option(ctx.options)
+        except Unavailable as skip:
+            return {name: self.unavailable(skip, column=name) for name in shares}
+        try:
+            confidence = IntervalSettings.from_options(ctx.options).confidence
+        except ValueError as exc:
+            detail = str(exc)
+            return {
+                k: self.status_only(Status.ERROR, s.n, detail, column=k) for k, s in shares.items()
+            }
+        hits = np.array([s.hits for s in shares.values()])
+        lows, highs = wilson(hits, np.array([s.n for s in shares.values()]), confidence)
+        return {
+            name: self._share(s, threshold, float(low), float(high), name)
+            for (name, s), low, high in zip(shares.items(), lows, highs, strict=True)
+        }
+
+    def _share(
+        self, share: _Share, threshold: float | None, low: float, high: float, name: str
+    ) -> MetricResult:
+        value = share.hits / share.n
         breach = threshold is not None and value > threshold
         return self.result(
             value,
-            n,
+            share.n,
             status=Status.BREACH if breach else Status.OK,
-            column=feature,
+            column=name,
             ci_low=low,
             ci_high=high,
             threshold=threshold,
-            detail=detail,
+            detail=share.detail,
         )
 
 
-def _sufficient(values: pl.Series, ctx: EvalContext) -> int:
-    n = values.len()
+def _final(item: MetricResult | _Share, shares: dict[str, MetricResult], name: str) -> MetricResult:
+    return shares[name] if isinstance(item, _Share) else item
+
+
+def _present(column: str, dtype: pl.DataType) -> pl.Expr:
+    """:func:`present` as an expression (nulls stay: aggregations skip them)."""
+    expr = pl.col(column)
+    return expr.fill_nan(None) if dtype.is_float() else expr
+
+
+def _sufficient(n: int, ctx: EvalContext) -> int:
     if n == 0 or n < ctx.min_samples:
         detail = f"{n} non-missing values, minimum {ctx.min_samples}"
         raise Unavailable(Status.INSUFFICIENT_DATA, detail, n)
     return n
+
+
+_CACHES: dict[int, dict[tuple[str, str], Any]] = {}  # by id of a live baseline frame
+
+
+def _cached(baseline: pl.DataFrame, key: tuple[str, str], make: Callable[[], Any]) -> Any:
+    """What is learnt from a baseline column, kept while the frame lives (frames are treated
+    as immutable), so that every window checked against one reference reuses it."""
+    cache = _CACHES.get(id(baseline))
+    if cache is None:
+        cache = _CACHES.setdefault(id(baseline), {})
+        weakref.finalize(baseline, _CACHES.pop, id(baseline), None)
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def _reference(ctx: EvalContext, name: str, n: int) -> pl.Series:
+    """The reference's non-missing values of feature ``name``; Unavailable(no_baseline) if none."""
+    baseline = ctx.baseline
+    if baseline is None:
+        raise Unavailable(Status.NO_BASELINE, "no reference for this version", n)
+
+    def values() -> pl.Series | None:
+        column = frame_column(baseline, name)
+        return present(baseline[column]) if column is not None else None
+
+    found: pl.Series | None = _cached(baseline, ("present", name), values)
+    if found is None or found.len() == 0:
+        raise Unavailable(Status.NO_BASELINE, f"the reference has no values of {name!r}", n)
+    return found
 
 
 @register
@@ -154,12 +246,16 @@ class MissingRate(_PerFeature):
     family = Family.QUALITY
     description = "share of null values per feature"
 
-    def feature(
-        self, ctx: EvalContext, feature: FeatureSpec, values: pl.Series, ref: pl.Series | None
-    ) -> MetricResult:
-        n = values.len()
-        missing = n - present(values).len()
-        return self.share(ctx, feature.name, missing, n, f"{missing} of {n} missing")
+    def plan(
+        self, ctx: EvalContext, feature: FeatureSpec, column: str, dtype: pl.DataType
+    ) -> _Plan:
+        n = ctx.window.height
+
+        def finish(values: list[Any]) -> _Share:
+            missing = int(values[0])
+            return _Share(missing, n, f"{missing} of {n} missing")
+
+        return _Plan([_present(column, dtype).null_count()], finish)
 
 
 @register
@@ -177,22 +273,33 @@ class OutOfRange(_PerFeature):
     family = Family.QUALITY
     description = "share of numeric values outside the reference range"
     types = frozenset({FeatureType.NUMERIC})
-    needs_baseline = True
 
-    def feature(
-        self, ctx: EvalContext, feature: FeatureSpec, values: pl.Series, ref: pl.Series | None
-    ) -> MetricResult:
-        assert ref is not None
-        ref = ref.cast(pl.Float64, strict=False)
-        ref = ref.filter(ref.is_finite())
-        if ref.len() == 0:
+    def plan(
+        self, ctx: EvalContext, feature: FeatureSpec, column: str, dtype: pl.DataType
+    ) -> _Plan:
+        ref = _reference(ctx, feature.name, ctx.window.height)
+        assert ctx.baseline is not None
+        limits = _cached(ctx.baseline, ("range", feature.name), lambda: _finite_range(ref))
+        if limits is None:
             raise Unavailable(Status.NO_BASELINE, "the reference has no finite values")
-        window = present(values.cast(pl.Float64, strict=False))
-        n = _sufficient(window, ctx)
-        low, high = float(ref.min()), float(ref.max())  # type: ignore[arg-type]
-        below, above = int((window < low).sum()), int((window > high).sum())
-        detail = f"reference range [{low:g}, {high:g}]: {below} below, {above} above"
-        return self.share(ctx, feature.name, below + above, n, detail)
+        low, high = limits
+        window = pl.col(column).cast(pl.Float64, strict=False).fill_nan(None)
+
+        def finish(values: list[Any]) -> _Share:
+            n = _sufficient(int(values[0]), ctx)
+            below, above = int(values[1] or 0), int(values[2] or 0)
+            detail = f"reference range [{low:g}, {high:g}]: {below} below, {above} above"
+            return _Share(below + above, n, detail)
+
+        return _Plan([window.count(), (window < low).sum(), (window > high).sum()], finish)
+
+
+def _finite_range(ref: pl.Series) -> tuple[float, float] | None:
+    ref = ref.cast(pl.Float64, strict=False)
+    ref = ref.filter(ref.is_finite())
+    if ref.len() == 0:
+        return None
+    return float(ref.min()), float(ref.max())  # type: ignore[arg-type]
 
 
 @register
@@ -209,22 +316,37 @@ class UnseenCategories(_PerFeature):
     family = Family.QUALITY
     description = "share of categorical values absent from the reference"
     types = frozenset({FeatureType.CATEGORICAL, FeatureType.BOOLEAN})
-    needs_baseline = True
 
-    def feature(
-        self, ctx: EvalContext, feature: FeatureSpec, values: pl.Series, ref: pl.Series | None
-    ) -> MetricResult:
-        assert ref is not None
-        window = present(values).cast(pl.String)
-        n = _sufficient(window, ctx)
-        unseen = window.filter(~window.is_in(ref.cast(pl.String).unique().implode()))
-        counts = unseen.value_counts(sort=True, name="count")
-        counts = counts.sort(["count", counts.columns[0]], descending=[True, False])
-        listed = counts.head(_MAX_LISTED).get_column(counts.columns[0]).to_list()
-        detail = f"{counts.height} distinct unseen" + (
-            f", most frequent: {listed}" if listed else ""
+    def plan(
+        self, ctx: EvalContext, feature: FeatureSpec, column: str, dtype: pl.DataType
+    ) -> _Plan:
+        ref = _reference(ctx, feature.name, ctx.window.height)
+        assert ctx.baseline is not None
+        seen = _cached(
+            ctx.baseline, ("categories", feature.name), lambda: ref.cast(pl.String).unique()
         )
-        return self.share(ctx, feature.name, unseen.len(), n, detail)
+        window = _present(column, dtype).cast(pl.String)
+
+        def finish(values: list[Any]) -> _Share:
+            n = _sufficient(int(values[0]), ctx)
+            unseen = int(values[1] or 0)
+            return _Share(
+                unseen,
+                n,
+                _unseen_detail(ctx.window[column], seen) if unseen else "0 distinct unseen",
+            )
+
+        return _Plan([window.count(), (~window.drop_nulls().is_in(seen.implode())).sum()], finish)
+
+
+def _unseen_detail(values: pl.Series, seen: pl.Series) -> str:
+    """How many distinct values are unseen, and the most frequent of them."""
+    window = present(values).cast(pl.String)
+    unseen = window.filter(~window.is_in(seen.implode()))
+    counts = unseen.value_counts(sort=True, name="count")
+    counts = counts.sort(["count", counts.columns[0]], descending=[True, False])
+    listed = counts.head(_MAX_LISTED).get_column(counts.columns[0]).to_list()
+    return f"{counts.height} distinct unseen" + (f", most frequent: {listed}" if listed else "")
 
 
 @register
@@ -242,22 +364,32 @@ class ConstantColumns(_PerFeature):
     family = Family.QUALITY
     description = "features with at most one distinct value in the window"
 
-    def feature(
-        self, ctx: EvalContext, feature: FeatureSpec, values: pl.Series, ref: pl.Series | None
-    ) -> MetricResult:
-        n = values.len()
-        distinct = present(values).unique()
-        if distinct.len() > 1:
-            return self.result(0.0, n, column=feature.name, detail=f"{distinct.len()} values")
-        detail = f"single value {distinct[0]!r}" if distinct.len() else "all missing"
+    def plan(
+        self, ctx: EvalContext, feature: FeatureSpec, column: str, dtype: pl.DataType
+    ) -> _Plan:
+        n = ctx.window.height
+        values = _present(column, dtype).drop_nulls()
+
+        def finish(found: list[Any]) -> MetricResult:
+            distinct, first = int(found[0]), found[1]
+            if distinct > 1:
+                return self.result(0.0, n, column=feature.name, detail=f"{distinct} values")
+            return self._constant(
+                ctx, feature.name, n, f"single value {first!r}" if distinct else "all missing"
+            )
+
+        return _Plan([values.n_unique(), values.first()], finish)
+
+    def _constant(self, ctx: EvalContext, name: str, n: int, detail: str) -> MetricResult:
         try:
-            reference = self._reference(ctx, feature.name, n)
+            reference = _reference(ctx, name, n)
         except Unavailable as skip:
-            return self.result(1.0, n, column=feature.name, status=skip.status, detail=detail)
-        varied = reference.n_unique() > 1
+            return self.result(1.0, n, column=name, status=skip.status, detail=detail)
+        assert ctx.baseline is not None
+        varied = _cached(ctx.baseline, ("varied", name), lambda: reference.n_unique() > 1)
         detail += "; the reference varies" if varied else "; constant in the reference too"
         status = Status.BREACH if varied else Status.OK
-        return self.result(1.0, n, column=feature.name, status=status, detail=detail)
+        return self.result(1.0, n, column=name, status=status, detail=detail)
 
 
 @register

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from scipy import stats
 
 from evaluators.base import (
     EvalContext,
@@ -197,15 +196,29 @@ def _accuracy(s: _Samples, settings: IntervalSettings) -> _Figure:
         c = int(np.sum(~hit2 & hit1))
         d = hit1.size - a - b - c
         low, high = _newcombe_paired(a, b, c, d, settings.confidence)
-        p_value = float(stats.binomtest(b, b + c, 0.5).pvalue) if b + c else 1.0
+        p_value = _mcnemar_exact(b, c)
         return _Figure((b - c) / hit1.size, low, high, p_value)
     x1, n1, x2, n2 = int(hit1.sum()), hit1.size, int(hit2.sum()), hit2.size
     (l1, l2), (u1, u2) = wilson(np.array([x1, x2]), np.array([n1, n2]), settings.confidence)
     low, high = _mover(x2 / n2, (l2, u2), x1 / n1, (l1, u1))
     pooled = (x1 + x2) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    p_value = float(2 * stats.norm.sf(abs(x2 / n2 - x1 / n1) / se)) if se > 0 else 1.0
+    p_value = _two_sided_normal(abs(x2 / n2 - x1 / n1) / se) if se > 0 else 1.0
     return _Figure(x2 / n2 - x1 / n1, low, high, p_value)
+
+
+def _two_sided_normal(z: float) -> float:
+    """``2 * scipy.stats.norm.sf(z)`` for ``z >= 0``, accurate in the far tail."""
+    return math.erfc(z / math.sqrt(2.0))
+
+
+def _mcnemar_exact(b: int, c: int) -> float:
+    """Exact McNemar: the two-sided binomial test of ``b`` of ``b + c`` discordant pairs."""
+    if b + c == 0:
+        return 1.0
+    from scipy import stats  # here, not at import: scipy.stats costs a second of start-up
+
+    return float(stats.binomtest(b, b + c, 0.5).pvalue)
 
 
 def _f1(weights: Floats, truth: Ints, pred: Ints, k: int, positive: int | None) -> Floats:
@@ -281,6 +294,8 @@ def _errors(side: tuple[npt.NDArray[np.generic], npt.NDArray[np.generic]]) -> Fl
 def _t_figure(diff: float, se: float, df: float, confidence: float) -> _Figure:
     if not (math.isfinite(se) and df > 0) or se == 0:
         return _Figure(diff)
+    from scipy import stats  # here, not at import: scipy.stats costs a second of start-up
+
     half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
     p_value = float(2 * stats.t.sf(abs(diff) / se, df))
     return _Figure(diff, diff - half, diff + half, p_value)
@@ -320,7 +335,7 @@ def _rmse(s: _Samples, settings: IntervalSettings) -> _Figure:
     if se == 0:
         return _Figure(r2 - r1)
     half = z_score(settings.confidence) * se
-    p_value = float(2 * stats.norm.sf(abs(r2 - r1) / se))
+    p_value = _two_sided_normal(abs(r2 - r1) / se)
     return _Figure(r2 - r1, r2 - r1 - half, r2 - r1 + half, p_value)
 
 

@@ -411,3 +411,11 @@ def test_cost_diff_bad_data() -> None:
     assert empty["latency_p95"].status is Status.OK  # latency needs samples, not predictions
     few = cost_diff(CHAMPION_USAGE, CHALLENGER_USAGE, min_samples=101)
     assert [r.status for r in few.values()] == [Status.INSUFFICIENT_DATA] * 2
+
+
+def test_two_sided_normal_p_value_equals_scipy() -> None:
+    from evaluators.metrics.comparison import _two_sided_normal
+
+    for z in np.linspace(0.0, 30.0, 3001):
+        expected = 2 * stats.norm.sf(z)
+        assert _two_sided_normal(float(z)) == pytest.approx(expected, rel=1e-9, abs=1e-12)

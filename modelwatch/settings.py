@@ -21,9 +21,9 @@
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
 | ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | longest wait to open a store connection, and for a pooled one to answer its check | 5 |
 | ``MODELWATCH_DB_POOL_TIMEOUT_S`` | longest wait for a free connection of the pool (PostgreSQL) | 5 |
-| ``MODELWATCH_DB_STATEMENT_TIMEOUT_S`` | longest statement of the API and of short background work; a store transaction silent past it (plus 2 s) is cut by the client | 30 |
+| ``MODELWATCH_DB_STATEMENT_TIMEOUT_S`` | longest statement of the API and of short background work; a store transaction silent past it (plus 2 s) is cut by the client; the longest a SQLite writer queues for the write lock | 30 |
 | ``MODELWATCH_DB_READ_TIMEOUT_S`` | longest window or reference read of an evaluation (PostgreSQL) | 600 |
-| ``MODELWATCH_DB_LOCK_TIMEOUT_S`` | longest wait for a row or table lock (PostgreSQL), the SQLite write lock and its busy handler | 5 |
+| ``MODELWATCH_DB_LOCK_TIMEOUT_S`` | longest wait for a row or table lock (PostgreSQL) | 5 |
 | ``MODELWATCH_DB_DEAD_PEER_S`` | PostgreSQL: an open connection whose server stops answering TCP is dropped after about this long (keepalives, ``tcp_user_timeout``) | 10 |
 | ``MODELWATCH_RUN_LEASE_S`` | seconds before a dead worker's evaluation run is taken over | 900 |
 | ``MODELWATCH_DELIVERY_LEASE_S`` | seconds until a dead worker's delivery is taken over | 120 |

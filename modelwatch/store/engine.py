@@ -61,14 +61,14 @@ class Store:
         self._watchdog = Watchdog()
         self.engine: Engine = create_engine(self.url, **self._engine_args(parsed, echo))
         if self.is_sqlite:
-            busy_ms = round(self.timeouts.lock_s * 1000)
+            busy_ms = round(self.timeouts.sqlite_write_wait_s * 1000)
             event.listen(self.engine, "connect", functools.partial(_sqlite_pragmas, busy_ms))
         else:
             event.listen(self.engine, "connect", _mark_fresh)
             event.listen(self.engine, "checkout", self._ping_on_checkout)
         # SQLite has one writer: writers queue on a lock rather than in its busy handler.
         self._write_lock = (
-            WriteLock(lock_path(parsed.database), timeout_s=self.timeouts.lock_s)
+            WriteLock(lock_path(parsed.database), timeout_s=self.timeouts.sqlite_write_wait_s)
             if self.is_sqlite
             else None
         )
@@ -81,7 +81,8 @@ class Store:
     def _engine_args(self, parsed: URL, echo: bool) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.timeouts.lock_s}
+            wait = self.timeouts.sqlite_write_wait_s
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": wait}
             return kwargs
         t = self.timeouts
         # Pooled connections are checked on checkout by _ping_on_checkout, under a deadline.

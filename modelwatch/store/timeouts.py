@@ -39,6 +39,12 @@ class Timeouts:
         )
 
     @property
+    def sqlite_write_wait_s(self) -> float:
+        """How long a SQLite writer may queue for the one write lock: the writers ahead of
+        it are working, not stuck, so a queue may take longer than one lock wait."""
+        return max(self.lock_s, self.statement_s)
+
+    @property
     def client_deadline_s(self) -> float:
         """How long one store transaction may go on before the client cuts its connection."""
         return self.statement_s + CLIENT_GRACE_S

@@ -8,12 +8,13 @@ an advisory ``flock`` of a file beside the database, which wakes the next one th
 moment the lock is released, and on a mutex within the process, since ``flock``
 locks belong to the open file and threads share it.
 
-Waiting is bounded by the lock timeout: a writer that cannot take the lock in
-time fails with a StoreError (the API answers 503) instead of queueing forever
-behind a stuck one. ``flock`` cannot time out, so a writer that finds the file
-locked waits on a helper thread blocked in ``flock`` on a descriptor of its own;
-when the writer gives up, the next writer of the process inherits that helper
-(at most one per process), and a helper left without a writer releases the lock
+Waiting is bounded (by the statement timeout, see ``Timeouts.sqlite_write_wait_s``):
+a writer that cannot take the lock in time fails with a StoreError (the API
+answers 503) instead of queueing forever behind a stuck one. ``flock`` cannot
+time out, so a writer that finds the file locked waits on a helper thread
+blocked in ``flock`` on a descriptor of its own; when the writer gives up, the
+next writer of the process inherits that helper (at most one per process), and a
+helper left without a writer releases the lock
 the moment it gets it.
 """
 
@@ -91,22 +92,24 @@ class WriteLock:
 
     def _flock(self, fd: int, deadline: float) -> bool:
         """Take the file's lock before ``deadline`` (the caller holds the mutex)."""
-        if self._waiter is not None and self._waiter.dead:
-            self._waiter = None
-        if self._waiter is None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        while True:
+            if self._waiter is not None and self._waiter.dead:
+                self._waiter = None  # it got the lock while no writer waited, and let go
+            if self._waiter is None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except OSError as exc:
+                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                assert self.path is not None
+                self._waiter = _Waiter(self.path)
+            waiter = self._waiter
+            if waiter.wait(deadline - time.monotonic()):
+                self._waiter, self._held = None, waiter
                 return True
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-            assert self.path is not None
-            self._waiter = _Waiter(self.path)
-        waiter = self._waiter
-        if waiter.wait(deadline - time.monotonic()):
-            self._waiter, self._held = None, waiter
-            return True
-        return False
+            if time.monotonic() >= deadline:
+                return False
 
     def _timed_out(self) -> StoreError:
         return StoreError(
@@ -137,7 +140,7 @@ class _Waiter:
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._state = threading.Condition()
-        self._waiting = False
+        self._waiting = True  # its creator waits on it next
         self._locked = False
         self.dead = False
         self.error: OSError | None = None

@@ -139,7 +139,7 @@ HOLDER = textwrap.dedent(
 
 def test_waiting_for_the_sqlite_write_lock_is_bounded(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/modelwatch.db"
-    store = Store(url, timeouts=Timeouts(lock_s=0.5))
+    store = Store(url, timeouts=Timeouts(lock_s=0.5, statement_s=0.5))
     upgrade(store)
     marker = tmp_path / "marker"
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(marker), "4"])
@@ -166,7 +166,9 @@ def test_waiting_for_the_sqlite_write_lock_is_bounded(tmp_path: Path) -> None:
 
 
 def test_waiting_for_the_write_lock_within_one_process_is_bounded(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path}/modelwatch.db", timeouts=Timeouts(lock_s=0.3))
+    store = Store(
+        f"sqlite:///{tmp_path}/modelwatch.db", timeouts=Timeouts(lock_s=0.3, statement_s=0.3)
+    )
     upgrade(store)
     held, release = threading.Event(), threading.Event()
 
@@ -204,6 +206,8 @@ def test_timeouts_come_from_the_environment() -> None:
         connect_s=3, pool_s=4, statement_s=12.5, read_s=900, lock_s=1, dead_peer_s=8
     )
     assert timeouts.client_deadline_s == 12.5 + CLIENT_GRACE_S
+    # SQLite writers queue behind working writers: longer than one lock wait.
+    assert timeouts.sqlite_write_wait_s == 12.5
     assert Timeouts.from_settings(Settings.from_env({})) == Timeouts()
     with pytest.raises(ValueError, match="MODELWATCH_DB_LOCK_TIMEOUT_S='0'"):
         Settings.from_env({"MODELWATCH_DB_LOCK_TIMEOUT_S": "0"})

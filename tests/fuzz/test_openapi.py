@@ -11,6 +11,8 @@ its documented schema and content type. The run is seeded (``derandomize``) and 
 from __future__ import annotations
 
 import copy
+import json
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -237,3 +239,11 @@ def test_no_operation_answers_a_server_error_long(
     store: Store, report: Callable[[str], None]
 ) -> None:
     _check(store, LONG_EXAMPLES, report)
+
+
+def test_every_reference_in_the_spec_resolves(store: Store) -> None:
+    with world(store) as w:
+        spec = w.api.app.openapi()  # type: ignore[attr-defined]
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    missing = sorted(refs - set(spec["components"]["schemas"]))
+    assert not missing, f"schemas referenced but not documented: {missing}"

@@ -9,7 +9,7 @@ hands it an :class:`EvalContext` of polars frames and stores what it returns.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
@@ -35,6 +35,8 @@ __all__ = [
     "register",
 ]
 
+T = TypeVar("T")
+
 
 class Family(StrEnum):
     CLASSIFICATION = "classification"
@@ -56,7 +58,9 @@ class EvalContext:
     target as ``label``) or the champion's window; None when there is none.
     ``usage``: the window's resource samples. ``challenger``: for comparisons,
     the other version's window. ``options``: this metric's settings from the
-    monitor (thresholds, features, methods, prices, seeds).
+    monitor (thresholds, features, methods, prices, seeds). ``memo``: what
+    :meth:`memoised` keeps; the runner gives a run's contexts one memo, so work
+    several metrics share (the joined rows, the class codes) is done once a run.
     """
 
     spec: ModelSpec
@@ -66,9 +70,22 @@ class EvalContext:
     challenger: pl.DataFrame | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     min_samples: int = 1
+    memo: dict[Hashable, tuple[object, Any]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def option(self, name: str, default: Any) -> Any:
         return self.options.get(name, default)
+
+    def memoised(self, key: Hashable, frame: pl.DataFrame, make: Callable[[], T]) -> T:
+        """``make()`` for ``key`` and this very ``frame``, computed once per memo. The memo
+        holds the frame, so its id cannot be reused while the entry lives."""
+        held = self.memo.get((key, id(frame)))
+        if held is not None and held[0] is frame:
+            return held[1]  # type: ignore[no-any-return]
+        value = make()
+        self.memo[(key, id(frame))] = (frame, value)
+        return value
 
 
 class Unavailable(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,11 +198,12 @@ class Runner:
         segment: pl.Expr | None,
     ) -> list[MetricResult]:
         out: list[MetricResult] = []
+        memo: dict[Hashable, Any] = {}
         for check in checks:
             metric = get_metric(check.metric)
             if inputs.model.spec.task not in metric.tasks:
                 continue
-            ctx = self._context(inputs, metric, check, window, segment)
+            ctx = self._context(inputs, metric, check, window, segment, memo)
             if ctx is None:
                 continue
             out += _safe_compute(metric, ctx)
@@ -214,6 +216,7 @@ class Runner:
         check: CheckSpec,
         window: pl.DataFrame,
         segment: pl.Expr | None,
+        memo: dict[Hashable, Any],
     ) -> EvalContext | None:
         spec = inputs.monitor.spec
         options: dict[str, Any] = {
@@ -241,6 +244,7 @@ class Runner:
             challenger=challenger,
             options=options,
             min_samples=spec.min_samples,
+            memo=memo,
         )
 
     def _champion(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 _TASKS = frozenset({Task.BINARY, Task.MULTICLASS})
+T = TypeVar("T", bound=np.generic)
 _EPS = float(np.finfo(np.float64).eps)
 _SINGLE_CLASS = "only one class present"
 _ABSENT = "class absent from the window (neither labelled nor predicted)"
@@ -153,18 +154,7 @@ class _PredictionMetric(SampledMetric[Predicted]):
     def sample(self, ctx: EvalContext, rows: pl.DataFrame) -> Predicted | MetricResult:
         if "prediction" not in rows.columns:
             return self.status_only(Status.NOT_APPLICABLE, 0, "the window has no predictions")
-        classes = tuple(ctx.spec.class_list)
-        y, keep, notes = _labels(ctx, rows)
-        prediction = rows["prediction"].gather(keep)
-        pred = _codes(prediction, classes)
-        has = ~prediction.is_null().to_numpy()
-        if not has.all():
-            notes.append(f"{int(np.count_nonzero(~has))} rows without a prediction left out")
-        outside = int(np.count_nonzero(has & (pred < 0)))
-        if outside:
-            notes.append(f"{outside} predictions outside the classes counted as wrong")
-        pred = np.where(pred < 0, len(classes), pred)
-        return Predicted(classes, _positive(ctx), y[has], tuple(notes), pred[has])
+        return ctx.memoised("predicted", rows, lambda: _predicted(ctx, rows))
 
 
 class _ScoreMetric(SampledMetric[Scored]):
@@ -179,14 +169,40 @@ class _ScoreMetric(SampledMetric[Scored]):
         if missing:
             detail = f"no scores: the model sends none ({', '.join(missing)} missing)"
             return self.status_only(Status.NOT_APPLICABLE, 0, detail)
-        y, keep, notes = _labels(ctx, rows)
-        scores = rows.select(pl.col(names).cast(pl.Float64, strict=False)).to_numpy()[keep]
-        valid = np.all(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0), axis=1)
-        if not valid.all():
-            bad = int(np.count_nonzero(~valid))
-            notes.append(f"{bad} rows with a missing, non-finite or out-of-[0, 1] score left out")
-        proba = scores[valid] if positive is None else _two_columns(scores[valid, 0], positive)
-        return Scored(classes, positive, y[valid], tuple(notes), proba)
+        return ctx.memoised(("scored", *names), rows, lambda: _scored(ctx, rows, names))
+
+
+def _predicted(ctx: EvalContext, rows: pl.DataFrame) -> Predicted:
+    classes = tuple(ctx.spec.class_list)
+    y, keep, notes = _labels(ctx, rows)
+    prediction = rows["prediction"].gather(keep)
+    pred = _codes(prediction, classes)
+    has = ~prediction.is_null().to_numpy()
+    if not has.all():
+        notes.append(f"{int(np.count_nonzero(~has))} rows without a prediction left out")
+    outside = int(np.count_nonzero(has & (pred < 0)))
+    if outside:
+        notes.append(f"{outside} predictions outside the classes counted as wrong")
+    pred = np.where(pred < 0, len(classes), pred)
+    return Predicted(classes, _positive(ctx), _frozen(y[has]), tuple(notes), _frozen(pred[has]))
+
+
+def _scored(ctx: EvalContext, rows: pl.DataFrame, names: list[str]) -> Scored:
+    classes, positive = tuple(ctx.spec.class_list), _positive(ctx)
+    y, keep, notes = _labels(ctx, rows)
+    scores = rows.select(pl.col(names).cast(pl.Float64, strict=False)).to_numpy()[keep]
+    valid = np.all(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0), axis=1)
+    if not valid.all():
+        bad = int(np.count_nonzero(~valid))
+        notes.append(f"{bad} rows with a missing, non-finite or out-of-[0, 1] score left out")
+    proba = scores[valid] if positive is None else _two_columns(scores[valid, 0], positive)
+    return Scored(classes, positive, _frozen(y[valid]), tuple(notes), _frozen(proba))
+
+
+def _frozen(values: npt.NDArray[T]) -> npt.NDArray[T]:
+    """Read-only: a sample is shared by every metric of a run (:meth:`EvalContext.memoised`)."""
+    values.flags.writeable = False
+    return values
 
 
 def _two_columns(score: Floats, positive: int) -> Floats:

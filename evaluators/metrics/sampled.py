@@ -126,4 +126,4 @@ def joined_rows(metric: Metric, ctx: EvalContext) -> pl.DataFrame | MetricResult
         return metric.status_only(Status.INSUFFICIENT_DATA, 0, "empty window")
     if "label" not in window.columns or window["label"].null_count() == window.height:
         return metric.status_only(Status.NO_LABELS, 0, "no ground truth joined yet")
-    return window.filter(pl.col("label").is_not_null())
+    return ctx.memoised("joined_rows", window, lambda: window.filter(pl.col("label").is_not_null()))

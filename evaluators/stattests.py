@@ -20,6 +20,10 @@ brackets, the figure evidently reports as its drift score:
 - ``wasserstein``: ``scipy.stats.wasserstein_distance / max(std(reference), 0.001)``
   [statistic].
 
+Effect sizes for the tests: ``ks_wasserstein`` returns KS and the normed Wasserstein
+distance from one merge; ``chi_square_tv`` chi-square and the total variation distance
+(half the L1 distance between the value shares) from one count.
+
 The hot paths avoid what makes the plain calls slow: the reference is sorted once;
 KS and Wasserstein read both empirical CDFs from one linear merge of the two sorted
 samples (the KS statistic is exact; above 10,000 values its p-value is scipy's
@@ -48,11 +52,14 @@ __all__ = [
     "aligned_counts",
     "binned_shares",
     "chi_square",
+    "chi_square_tv",
     "jensenshannon",
     "ks",
+    "ks_wasserstein",
     "n_unique_union",
     "psi",
     "sturges_edges",
+    "total_variation",
     "wasserstein",
     "z_test",
 ]
@@ -135,14 +142,39 @@ def ks(
     if mode == "auto" and max(ref.size, cur.size) <= EXACT_KS_MAX_N:
         result = stats.ks_2samp(ref, cur, method="auto")
         return float(result.statistic), float(result.pvalue)
+    return _ks_from_merge(*_merge(ref, cur), ref.size, cur.size)
+
+
+def ks_wasserstein(
+    reference: ReferenceProfile | Sample,
+    current: Sample,
+    *,
+    mode: Literal["auto", "asymp"] = "auto",
+) -> tuple[float, float | None, float]:
+    """:func:`ks` and :func:`wasserstein` together, ``(d, p_value, normed distance)``: both
+    read the same merged CDFs, so above 10,000 values the pair costs one merge."""
+    profile = profile_of(reference)
+    ref, cur = profile.sorted_values, as_floats(current)
+    if mode == "auto" and max(ref.size, cur.size) <= EXACT_KS_MAX_N:
+        d, p_value = ks(profile, cur, mode=mode)
+        return d, p_value, wasserstein(profile, cur)[0]
     merged, ref_cum = _merge(ref, cur)
+    d, p_value = _ks_from_merge(merged, ref_cum, ref.size, cur.size)
+    distance_ = _wasserstein_from_merge(merged, ref_cum, ref.size, cur.size)
+    return d, p_value, distance_ / max(profile.std, WASSERSTEIN_MIN_NORM)
+
+
+def _ks_from_merge(
+    merged: FloatArray, ref_cum: npt.NDArray[Any], n_ref: int, n_cur: int
+) -> tuple[float, float]:
+    """The exact statistic from the merged CDFs, scipy's asymptotic p-value."""
     group_ends = np.append(np.flatnonzero(merged[1:] != merged[:-1]), merged.size - 1)
     ref_counts = ref_cum[group_ends]
-    diffs = ref_counts / ref.size - (group_ends + 1 - ref_counts) / cur.size
+    diffs = ref_counts / n_ref - (group_ends + 1 - ref_counts) / n_cur
     d_max = float(diffs.max())
     d_min = float(np.clip(-diffs.min(), 0, 1))
     d = d_min if d_min > d_max else d_max
-    m, n = sorted([float(ref.size), float(cur.size)], reverse=True)
+    m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
     en = m * n / (m + n)
     p_value = float(np.clip(stats.kstwo.sf(d, np.round(en)), 0, 1))
     return d, p_value
@@ -157,16 +189,21 @@ def wasserstein(reference: ReferenceProfile | Sample, current: Sample) -> TestRe
     """
     profile = profile_of(reference)
     ref, cur = profile.sorted_values, as_floats(current)
-    merged, ref_cum = _merge(ref, cur)
-    gaps = ref_cum[:-1] / ref.size
+    distance_ = _wasserstein_from_merge(*_merge(ref, cur), ref.size, cur.size)
+    return distance_ / max(profile.std, WASSERSTEIN_MIN_NORM), None
+
+
+def _wasserstein_from_merge(
+    merged: FloatArray, ref_cum: npt.NDArray[Any], n_ref: int, n_cur: int
+) -> float:
+    gaps = ref_cum[:-1] / n_ref
     buffer = np.arange(1, merged.size, dtype=np.float64)  # values up to each merged position
     buffer -= ref_cum[:-1]  # ... of which current values (integers: exact in float64)
-    buffer /= cur.size
+    buffer /= n_cur
     gaps -= buffer
     np.abs(gaps, out=gaps)
     gaps *= np.subtract(merged[1:], merged[:-1], out=buffer)  # times the gap to the next value
-    distance_ = float(gaps.sum())  # not a BLAS dot: its idle threads spin on the other core
-    return distance_ / max(profile.std, WASSERSTEIN_MIN_NORM), None
+    return float(gaps.sum())  # not a BLAS dot: its idle threads spin on the other core
 
 
 def _merge(ref: FloatArray, current: FloatArray) -> tuple[FloatArray, npt.NDArray[Any]]:
@@ -214,10 +251,38 @@ def chi_square(reference: ReferenceProfile | Sample, current: Sample) -> TestRes
     """
     profile = profile_of(reference)
     _, ref_counts, cur_counts = aligned_counts(profile, current)
-    expected = ref_counts * (int(cur_counts.sum()) / profile.n)
+    return _chi_square_counts(ref_counts, cur_counts, profile.n)
+
+
+def _chi_square_counts(ref_counts: IntArray, cur_counts: IntArray, n_ref: int) -> TestResult:
+    expected = ref_counts * (int(cur_counts.sum()) / n_ref)
     with np.errstate(divide="ignore", invalid="ignore"):
         result = stats.chisquare(cur_counts, expected)
     return float(result.statistic), float(result.pvalue)
+
+
+def chi_square_tv(
+    reference: ReferenceProfile | Sample, current: Sample
+) -> tuple[float, float | None, float]:
+    """:func:`chi_square` and :func:`total_variation` from one count of the window."""
+    profile = profile_of(reference)
+    _, ref_counts, cur_counts = aligned_counts(profile, current)
+    statistic, p_value = _chi_square_counts(ref_counts, cur_counts, profile.n)
+    return statistic, p_value, _total_variation(ref_counts, cur_counts)
+
+
+def total_variation(reference: ReferenceProfile | Sample, current: Sample) -> float:
+    """Half the L1 distance between the two samples' value shares: the share of the
+    traffic that would have to move between values to turn one into the other."""
+    _, ref_counts, cur_counts = aligned_counts(reference, current)
+    return _total_variation(ref_counts, cur_counts)
+
+
+def _total_variation(ref_counts: IntArray, cur_counts: IntArray) -> float:
+    ref_total, cur_total = int(ref_counts.sum()), int(cur_counts.sum())
+    if not ref_total or not cur_total:
+        return 0.0
+    return 0.5 * float(np.abs(ref_counts / ref_total - cur_counts / cur_total).sum())
 
 
 def z_test(reference: ReferenceProfile | Sample, current: Sample) -> TestResult:

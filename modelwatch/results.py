@@ -29,6 +29,8 @@ class MetricResult:
     ``column`` is what the figure is about (a feature, ``prediction``, ``score``,
     ``target``) or None for model-level figures; ``label`` narrows it further (a
     class, a quantile such as ``p95``, a confusion cell ``actual|predicted``).
+    ``p_adjusted`` is ``p_value`` adjusted for the other tests of the same run (drift
+    tests over many columns) and ``effect`` the effect size a verdict also needed.
     """
 
     metric: str
@@ -42,3 +44,5 @@ class MetricResult:
     ci_high: float | None = None
     threshold: float | None = None
     detail: str = ""
+    p_adjusted: float | None = None
+    effect: float | None = None

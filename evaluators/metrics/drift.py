@@ -1,30 +1,46 @@
-"""Drift metrics (issue 3): each feature, the prediction, the scores and the target of a
-window against the baseline; the statistics are :mod:`evaluators.stattests`.
+"""Drift metrics: each feature, the prediction, the scores and the target of a window
+against the baseline; the statistics are :mod:`evaluators.stattests`, the verdict over the
+columns of a run :mod:`evaluators.metrics.drift_family`.
 
 Keys ``ks``, ``chi2``, ``z``, ``psi``, ``wasserstein`` and ``jensenshannon`` run one method on
 every column it applies to (ks, wasserstein: numeric; chi2, z: categorical; psi,
-jensenshannon: both). ``data_drift`` picks the method per column as evidently's default
-does (:func:`default_method`: reference of at most 1,000 values → ks, or chi2/z when
-both samples hold at most 5 values, z for 2; larger → wasserstein for numeric columns
-with more than 5 values, else jensenshannon) and adds the model-level ``drift_share``.
+jensenshannon: both). ``data_drift`` tests every column (:func:`tested_method`: KS for
+numeric columns with more than 5 values, else chi-square, or z for two values) and adds
+the model-level ``drift_share``; ``method: evidently`` picks as evidently's default does
+instead (:func:`default_method`: larger references than 1,000 values get the distances).
+
+Tests (ks, chi2, z) have a p-value and an effect size: KS the Wasserstein distance over
+std(reference) (from the same merge of the sorted samples), chi-square and z the total
+variation distance (the share of traffic that moved between values). A tested column
+drifts (``breach``) when its p-value, adjusted over every tested column of the run
+(``correction``: ``holm``, ``bonferroni``, ``bh`` or ``none``), passes the threshold (KS
+p ≤ threshold, chi-square and z p < threshold; default 0.01, family-wise) AND its effect
+reaches ``min_effect`` (defaults: 0.1 for KS, 0.05 for chi2 and z). Distances (psi,
+jensenshannon, wasserstein) have no p-value: they are threshold-only (distance ≥
+threshold, default 0.1, evidently's rule) and outside the family. Why these defaults,
+with their measured false-alarm rates and power: the README's Evaluating section and
+``bench/drift_alarms.py``.
 
 Columns: every feature of the spec (numeric → numeric tests; categorical and boolean →
 categorical tests; text → ``not_applicable``), then ``prediction``, ``score`` /
 ``score_<class>`` and the target (frame column ``label``, reported as column ``target``)
 when both frames have them, typed by their dtype.
 
-Options: ``columns`` (names to restrict to), ``method`` (every column of ``data_drift``),
-``methods`` ({column: method}; evidently's names ``chisquare`` and ``js`` are accepted),
-``thresholds`` ({method: threshold}), ``threshold`` (every column), ``column_thresholds``
-({column: threshold}; precedence: column, all, method, default), ``n_bins`` (equal-width
-bins for PSI and Jensen-Shannon instead of evidently's Sturges bins), ``drift_share``
-(default 0.5) and ``workers`` (threads over columns, for windows of 50,000 rows or more).
+Options: ``columns`` (names to restrict to), ``method`` (every column of ``data_drift``, or
+``evidently``), ``methods`` ({column: method}; evidently's names ``chisquare`` and ``js``
+are accepted), ``thresholds`` ({method: threshold}), ``threshold`` (every column),
+``column_thresholds`` ({column: threshold}; precedence: column, all, method, default),
+``correction`` (default ``holm``), ``min_effect`` (every test) and ``min_effects``
+({method: floor}), ``n_bins`` (equal-width bins for PSI and Jensen-Shannon instead of
+evidently's Sturges bins), ``drift_share`` (default 0.5) and ``workers`` (threads over
+columns, for windows of 50,000 rows or more).
 
-Results: value = the statistic, ``p_value`` where the test has one, ``n`` = the window's
-values used, ``detail`` = the method. A column drifts (``breach``) as in evidently: KS
-p ≤ threshold, chi-square and z p < threshold, distances ≥ threshold (defaults 0.05 and
-0.1). ``drift_share`` is the drifted share of the features that could be evaluated, in
-breach when ≥ its threshold (evidently's ``dataset_drift``).
+Results: value = the statistic, ``p_value`` (raw) and ``p_adjusted`` where the method is a
+test, ``effect`` = its effect size, ``n`` = the window's values used, ``detail`` = the
+method, then for tests the verdict (e.g. ``ks; significant (p_adj=2e-06, holm over 27),
+effect 0.012 (normed wasserstein) below min_effect 0.1``). ``drift_share`` is the drifted
+share of the features that could be evaluated, in breach when ≥ its threshold
+(evidently's ``dataset_drift``).
 
 Bad data: no baseline → one ``no_baseline`` result; fewer than ``min_samples`` values in
 either frame → ``insufficient_data``; an unlabelled window → ``no_labels`` for the
@@ -32,7 +48,8 @@ target; a missing column, a numeric column of strings, an unknown method → ``e
 NaN and ±inf are dropped, as evidently does, and ``detail`` says how many. As in
 evidently, a constant reference divides the Wasserstein distance by 0.001, and a value
 never seen in the reference makes the chi-square statistic inf with p = 0: the result
-has no value (results are finite), p = 0, ``breach``, and ``detail`` says so.
+has no value (results are finite), p = 0, and drifts when the new value's share reaches
+the effect floor; ``detail`` says so.
 """
 
 from __future__ import annotations
@@ -40,9 +57,9 @@ from __future__ import annotations
 import math
 import os
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import polars as pl
@@ -58,6 +75,17 @@ from evaluators.base import (
     frame_column,
     register,
 )
+from evaluators.metrics.drift_family import Tested, correction_of, decide
+from evaluators.metrics.drift_methods import (
+    ALIASES,
+    CATEGORICAL,
+    EVIDENTLY,
+    METHODS,
+    NUMERIC,
+    Method,
+    default_method,
+    tested_method,
+)
 from modelwatch.domain import FeatureType
 
 __all__ = [
@@ -71,52 +99,11 @@ __all__ = [
     "WassersteinDrift",
     "ZTestDrift",
     "default_method",
+    "tested_method",
 ]
 
-NUMERIC, CATEGORICAL = "numeric", "categorical"
 PARALLEL_MIN_ROWS = 50_000  # below this, threads cost more than they save
 DEFAULT_WORKERS = min(os.cpu_count() or 1, 4)  # each busy thread holds ~40 MB per 1M rows
-
-
-@dataclass(frozen=True)
-class Method:
-    """A drift method: which column kinds it takes, its default threshold, its drift rule."""
-
-    name: str
-    kinds: frozenset[str]
-    threshold: float
-    run: Callable[[st.ReferenceProfile, pl.Series, int | None], st.TestResult]
-    rule: Callable[[float, float | None, float], bool]
-
-
-def _p_at_most(stat: float, p: float | None, threshold: float) -> bool:
-    return p is not None and p <= threshold
-
-
-def _p_below(stat: float, p: float | None, threshold: float) -> bool:
-    return p is not None and p < threshold
-
-
-def _at_least(stat: float, p: float | None, threshold: float) -> bool:
-    return stat >= threshold
-
-
-BOTH = frozenset({NUMERIC, CATEGORICAL})
-METHODS: dict[str, Method] = {
-    "ks": Method("ks", frozenset({NUMERIC}), 0.05, lambda r, c, b: st.ks(r, c), _p_at_most),
-    "chi2": Method(
-        "chi2", frozenset({CATEGORICAL}), 0.05, lambda r, c, b: st.chi_square(r, c), _p_below
-    ),
-    "z": Method("z", frozenset({CATEGORICAL}), 0.05, lambda r, c, b: st.z_test(r, c), _p_below),
-    "psi": Method("psi", BOTH, 0.1, lambda r, c, b: st.psi(r, c, n_bins=b), _at_least),
-    "jensenshannon": Method(
-        "jensenshannon", BOTH, 0.1, lambda r, c, b: st.jensenshannon(r, c, n_bins=b), _at_least
-    ),
-    "wasserstein": Method(
-        "wasserstein", frozenset({NUMERIC}), 0.1, lambda r, c, b: st.wasserstein(r, c), _at_least
-    ),
-}
-ALIASES = {"chisquare": "chi2", "js": "jensenshannon", "kolmogorov_smirnov": "ks"}
 
 
 @dataclass(frozen=True)
@@ -135,24 +122,6 @@ class Reference:
 
     profile: st.ReferenceProfile
     dropped: int
-
-
-def default_method(profile: st.ReferenceProfile, current: pl.Series) -> str:
-    """evidently's default (``_get_default_stattest``): by reference size, kind and the number
-    of distinct values in both samples together."""
-    numeric = not profile.categorical
-    if profile.n <= 1000:
-        if numeric and profile.n_unique > 5:
-            return "ks"
-        n_values = st.n_unique_union(profile, current)
-        if numeric and n_values > 5:
-            return "ks"
-        return "chi2" if n_values > 2 else "z"
-    if not numeric:
-        return "jensenshannon"
-    if profile.n_unique > 5 or st.n_unique_union(profile, current) > 5:
-        return "wasserstein"
-    return "jensenshannon"
 
 
 # --- columns and cleaning -------------------------------------------------------------------
@@ -242,13 +211,18 @@ class _Drift(Metric):
     def results_by_column(
         self, ctx: EvalContext, baseline: pl.DataFrame
     ) -> list[tuple[Column, MetricResult]]:
+        """Every column's result, the tested ones judged together (:mod:`.drift_family`)."""
+        how = correction_of(ctx.option("correction", None))
         columns = [c for c in columns_to_check(ctx, baseline) if self.applies(c)]
         workers = int(ctx.option("workers", DEFAULT_WORKERS))
         if workers <= 1 or len(columns) <= 1 or ctx.window.height < PARALLEL_MIN_ROWS:
-            return [(c, self.check(ctx, baseline, c)) for c in columns]
-        with ThreadPoolExecutor(min(workers, len(columns)), thread_name_prefix="mw-drift") as pool:
-            results = pool.map(lambda c: self.check(ctx, baseline, c), columns)
-            return list(zip(columns, results, strict=True))
+            items = [self.check(ctx, baseline, c) for c in columns]
+        else:
+            with ThreadPoolExecutor(
+                min(workers, len(columns)), thread_name_prefix="mw-drift"
+            ) as pool:
+                items = list(pool.map(lambda c: self.check(ctx, baseline, c), columns))
+        return list(zip(columns, decide(items, how), strict=True))
 
     def applies(self, column: Column) -> bool:
         if self.method is None:
@@ -256,10 +230,12 @@ class _Drift(Metric):
         return column.kind is not None and column.kind in METHODS[self.method].kinds
 
     def chosen_method(self, ctx: EvalContext, column: Column) -> str | None:
-        """The method asked for, or None for :func:`default_method`."""
+        """The method asked for, :data:`EVIDENTLY`, or None for :func:`tested_method`."""
         return self.method
 
-    def check(self, ctx: EvalContext, baseline: pl.DataFrame, column: Column) -> MetricResult:
+    def check(
+        self, ctx: EvalContext, baseline: pl.DataFrame, column: Column
+    ) -> MetricResult | Tested:
         try:
             return self._check(ctx, baseline, column)
         except Unavailable as skip:
@@ -268,7 +244,9 @@ class _Drift(Metric):
             detail = f"{type(exc).__name__}: {exc}"
             return self.status_only(Status.ERROR, 0, detail, column=column.name)
 
-    def _check(self, ctx: EvalContext, baseline: pl.DataFrame, column: Column) -> MetricResult:
+    def _check(
+        self, ctx: EvalContext, baseline: pl.DataFrame, column: Column
+    ) -> MetricResult | Tested:
         if column.kind is None:
             raise Unavailable(Status.NOT_APPLICABLE, "text columns have no drift test")
         if column.source not in ctx.window.columns or column.source not in baseline.columns:
@@ -277,32 +255,40 @@ class _Drift(Metric):
         reference = reference_for(baseline, column)
         _require_samples(ctx, column, current, reference)
         method = self._method(ctx, column, reference.profile, current)
-        statistic, p_value = method.run(reference.profile, current, _n_bins(ctx))
+        statistic, p_value, effect = method.run(reference.profile, current, _n_bins(ctx))
         if math.isnan(statistic):  # values near the float limits overflow the arithmetic
             detail = f"{method.name}: the statistic is not a number (values too large?)"
             raise Unavailable(Status.ERROR, detail, current.len())
         if p_value is not None and math.isnan(p_value):  # chi2 over a single category: df 0
             p_value = None
         threshold = _threshold(ctx, column, method)
-        drifted = method.rule(statistic, p_value, threshold)
         finite = math.isfinite(statistic)  # chi2 over a value unseen in the reference: inf
-        return self.result(
+        notes = ("" if finite else f"; statistic {statistic}") + _dropped_note(
+            dropped, reference.dropped
+        )
+        result = self.result(
             statistic if finite else None,
             current.len(),
             column=column.name,
             p_value=p_value,
             threshold=threshold,
-            status=Status.BREACH if drifted else Status.OK,
-            detail=method.name
-            + ("" if finite else f"; statistic {statistic}")
-            + _dropped_note(dropped, reference.dropped),
+            effect=effect if effect is not None and math.isfinite(effect) else None,
+        )
+        if method.tested:
+            floor = _min_effect(ctx, method)
+            return Tested(result, method.rule, floor, method.effect or "", method.name, notes)
+        drifted = method.rule(statistic, p_value, threshold)
+        return replace(
+            result, status=Status.BREACH if drifted else Status.OK, detail=method.name + notes
         )
 
     def _method(
         self, ctx: EvalContext, column: Column, profile: st.ReferenceProfile, current: pl.Series
     ) -> Method:
         chosen = self.chosen_method(ctx, column)
-        if chosen is None:  # evidently's default may put chi2/z on few-valued numeric columns
+        if chosen is None:  # chi2/z may take few-valued numeric columns
+            return METHODS[tested_method(profile, current)]
+        if chosen == EVIDENTLY:
             return METHODS[default_method(profile, current)]
         method = METHODS[_resolve(chosen)]
         if column.kind not in method.kinds:
@@ -347,6 +333,15 @@ def _threshold(ctx: EvalContext, column: Column, method: Method) -> float:
         if value is not None:
             return float(value)
     return method.threshold
+
+
+def _min_effect(ctx: EvalContext, method: Method) -> float:
+    """A test's effect floor: ``min_effect`` for all, ``min_effects`` by method, the default."""
+    per_method: Mapping[str, Any] = ctx.option("min_effects", {}) or {}
+    for value in (ctx.option("min_effect", None), per_method.get(method.name)):
+        if value is not None:
+            return float(value)
+    return method.min_effect
 
 
 def _per_column(ctx: EvalContext, option: str, column: Column) -> Any:

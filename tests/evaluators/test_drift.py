@@ -62,36 +62,51 @@ def by_column(results: list[MetricResult]) -> dict[str | None, MetricResult]:
     return {r.column: r for r in results}
 
 
+def method_of(result: MetricResult) -> str:
+    return result.detail.split(";")[0]
+
+
+EVIDENTLY = {"method": "evidently", "correction": "none", "threshold": 0.05}
+"""evidently's choice of method and its per-column rules."""
+
+
 def test_every_method_is_registered_under_its_key() -> None:
     assert {"ks", "chi2", "z", "psi", "wasserstein", "jensenshannon", "data_drift"} <= set(
         metric_keys()
     )
 
 
-def test_small_reference_gets_ks_chi_square_and_z() -> None:
-    results = by_column(run("data_drift", frame(600, 1), frame(800, 2)))
-    assert results["age"].detail == "ks"
-    assert results["plan"].detail == "chi2"
-    assert results["active"].detail == "z"  # two values: evidently's proportion z-test
-    assert results["prediction"].detail == "z"
-    assert results["score"].detail == "ks"
-    assert results["target"].detail == "z"
+@pytest.mark.parametrize("reference_rows", [800, 5000])
+def test_every_column_gets_a_test_ks_chi_square_or_z(reference_rows: int) -> None:
+    results = by_column(run("data_drift", frame(600, 1), frame(reference_rows, 2)))
+    assert method_of(results["age"]) == "ks"
+    assert method_of(results["plan"]) == "chi2"
+    assert method_of(results["active"]) == "z"  # two values: evidently's proportion z-test
+    assert method_of(results["prediction"]) == "z"
+    assert method_of(results["score"]) == "ks"
+    assert method_of(results["target"]) == "z"
     assert results["note"].status is Status.NOT_APPLICABLE
+    assert all(r.p_adjusted is not None for c, r in results.items() if c not in (None, "note"))
 
 
-def test_large_reference_gets_wasserstein_and_jensen_shannon() -> None:
-    results = by_column(run("data_drift", frame(3000, 3), frame(2000, 4)))
+def test_evidentlys_choice_on_request_small_and_large_reference() -> None:
+    small = by_column(run("data_drift", frame(600, 1), frame(800, 2), method="evidently"))
+    assert [method_of(small[c]) for c in ("age", "plan", "active")] == ["ks", "chi2", "z"]
+    results = by_column(run("data_drift", frame(3000, 3), frame(2000, 4), method="evidently"))
     assert results["age"].detail == "wasserstein"
     assert results["plan"].detail == "jensenshannon"
     assert results["active"].detail == "jensenshannon"
     assert results["score"].detail == "wasserstein"
+    assert results["age"].p_adjusted is None  # distances are outside the family
 
 
 def test_few_valued_numeric_columns_are_counted() -> None:
     small = frame(500, 5).with_columns((pl.col("age") // 10).clip(3, 6))  # 4 values
-    assert by_column(run("data_drift", small, small))["age"].detail == "chi2"
+    assert method_of(by_column(run("data_drift", small, small))["age"]) == "chi2"
     large = frame(2000, 6).with_columns((pl.col("age") > 40).cast(pl.Float64))
-    assert by_column(run("data_drift", large, large))["age"].detail == "jensenshannon"
+    assert method_of(by_column(run("data_drift", large, large))["age"]) == "z"
+    chosen = by_column(run("data_drift", large, large, method="evidently"))
+    assert chosen["age"].detail == "jensenshannon"
 
 
 def test_values_are_the_statistics_with_p_values() -> None:
@@ -101,7 +116,7 @@ def test_values_are_the_statistics_with_p_values() -> None:
     assert results["age"].value == statistic
     assert results["age"].p_value == p_value
     assert results["age"].n == 700
-    assert results["age"].threshold == 0.05
+    assert results["age"].threshold == 0.01  # family-wise, after the correction
     assert results["plan"].p_value == st.chi_square(baseline["plan"], window["plan"])[1]
 
 
@@ -127,9 +142,9 @@ def test_per_column_and_global_method_overrides() -> None:
         run("data_drift", window, baseline, methods={"age": "psi", "plan": "chisquare"})
     )
     assert results["age"].detail == "psi" and results["age"].threshold == 0.1
-    assert results["plan"].detail == "chi2" and results["plan"].p_value is not None
+    assert method_of(results["plan"]) == "chi2" and results["plan"].p_value is not None
     everything = by_column(run("data_drift", window, baseline, method="ks"))
-    assert everything["income"].detail == "ks"
+    assert method_of(everything["income"]) == "ks"
     assert everything["plan"].status is Status.NOT_APPLICABLE
     unknown = by_column(run("data_drift", window, baseline, methods={"age": "magic"}))
     assert unknown["age"].status is Status.ERROR
@@ -138,10 +153,15 @@ def test_per_column_and_global_method_overrides() -> None:
 
 def test_thresholds_by_method_by_column_and_for_all() -> None:
     window, baseline = frame(3000, 13), frame(3000, 14)
-    tight = by_column(run("data_drift", window, baseline, thresholds={"wasserstein": 1e-12}))
+    chosen = {"method": "evidently"}
+    tight = by_column(
+        run("data_drift", window, baseline, thresholds={"wasserstein": 1e-12}, **chosen)
+    )
     assert tight["age"].status is Status.BREACH and tight["age"].threshold == 1e-12
     assert tight["plan"].threshold == 0.1
-    one = by_column(run("data_drift", window, baseline, column_thresholds={"income": 1e-12}))
+    one = by_column(
+        run("data_drift", window, baseline, column_thresholds={"income": 1e-12}, **chosen)
+    )
     assert one["income"].status is Status.BREACH and one["age"].status is Status.OK
     every = by_column(run("data_drift", window, baseline, threshold=0.7))
     assert {every[c].threshold for c in ("age", "plan", "score")} == {0.7}
@@ -203,7 +223,8 @@ def test_nan_inf_and_nulls_are_dropped_and_reported() -> None:
     baseline = frame(700, 24)
     result = by_column(run("data_drift", window, baseline))["age"]
     assert result.n == 590
-    assert result.detail == "ks; dropped NaN/inf: 8 in window"
+    assert result.detail.startswith("ks; not significant (p_adj=")
+    assert result.detail.endswith("; dropped NaN/inf: 8 in window")
     clean = window["age"].drop_nulls().filter(window["age"].drop_nulls().is_finite())
     assert result.value == st.ks(baseline["age"].to_numpy(), clean.to_numpy())[0]
 
@@ -228,9 +249,18 @@ def test_constant_columns() -> None:
 
 def test_categories_unseen_in_the_reference_are_certain_drift() -> None:
     window, baseline = frame(800, 29, plans="abcz"), frame(800, 30)
-    result = by_column(run("chi2", window, baseline))["plan"]
+    result = by_column(run("chi2", window, baseline, **EVIDENTLY))["plan"]
     assert result.value is None and result.p_value == 0.0  # the statistic is inf
-    assert result.status is Status.BREACH and result.detail == "chi2; statistic inf"
+    assert result.status is Status.BREACH and result.detail.endswith("; statistic inf")
+    # a new value in a quarter of the window moves a quarter of the traffic: drift
+    floored = by_column(run("chi2", window, baseline))["plan"]
+    assert floored.status is Status.BREACH and floored.effect == pytest.approx(0.25, abs=0.05)
+    rare = frame(800, 29).with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("z")).otherwise("plan").alias("plan")
+    )
+    one = by_column(run("chi2", rare, baseline))["plan"]  # one row of 800: no drift
+    assert one.p_value == 0.0 and one.p_adjusted == 0.0 and one.status is Status.OK
+    assert "below min_effect 0.05" in one.detail
 
 
 def test_unlabelled_window_gives_no_labels_for_the_target() -> None:
@@ -266,16 +296,20 @@ def test_reference_profiles_are_cached_per_baseline_frame() -> None:
 
 def test_drift_rules_at_the_threshold_are_evidentlys() -> None:
     window, baseline = frame(700, 40, age_shift=1), frame(900, 41)
-    first = by_column(run("data_drift", window, baseline))
+    rules = {"correction": "none", "min_effect": 0}
+    first = by_column(run("data_drift", window, baseline, **rules))
     at = {m: first[c].p_value for m, c in (("ks", "age"), ("chi2", "plan"))}
     at["z"] = first["active"].p_value
-    again = by_column(run("data_drift", window, baseline, thresholds=at))
+    again = by_column(run("data_drift", window, baseline, thresholds=at, **rules))
     assert again["age"].status is Status.BREACH  # KS: p <= threshold
     assert again["plan"].status is Status.OK  # chi-square: p < threshold
     assert again["active"].status is Status.OK  # z: p < threshold
-    large = by_column(run("data_drift", frame(2000, 42), frame(2000, 43)))
+    chosen = {"method": "evidently"}
+    large = by_column(run("data_drift", frame(2000, 42), frame(2000, 43), **chosen))
     value = large["age"].value
-    on_it = by_column(run("data_drift", frame(2000, 42), frame(2000, 43), threshold=value))
+    on_it = by_column(
+        run("data_drift", frame(2000, 42), frame(2000, 43), threshold=value, **chosen)
+    )
     assert on_it["age"].status is Status.BREACH  # distances: value >= threshold
 
 

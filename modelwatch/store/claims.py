@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, Table, update
+from sqlalchemy import Connection, Row, Select, Table, update
 
 from modelwatch.store.engine import Store
 
-__all__ = ["claim_one"]
+__all__ = ["claim_in", "claim_one"]
 
 
 def claim_one(store: Store, table: Table, pick: Select[Any], **values: Any) -> Row[Any] | None:
     """Set ``values`` on the row ``pick`` selects (its id, one row) and return it, or None."""
+    with store.write() as conn:
+        return claim_in(conn, store, table, pick, **values)
+
+
+def claim_in(
+    conn: Connection, store: Store, table: Table, pick: Select[Any], **values: Any
+) -> Row[Any] | None:
+    """:func:`claim_one` inside the caller's write transaction ``conn``."""
     if store.is_postgres:
         pick = pick.with_for_update(of=table, skip_locked=True)
     stmt = (
@@ -27,5 +35,4 @@ def claim_one(store: Store, table: Table, pick: Select[Any], **values: Any) -> R
         .values(**values)
         .returning(*table.c)
     )
-    with store.write() as conn:
-        return conn.execute(stmt).first()
+    return conn.execute(stmt).first()

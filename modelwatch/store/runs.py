@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, text, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, func, select, text, update
 
 from modelwatch.errors import NotFoundError
 from modelwatch.results import MetricResult
 from modelwatch.settings import ENV_RUN_LEASE_S, lease_seconds
 from modelwatch.store import tables as t
-from modelwatch.store.claims import claim_one
+from modelwatch.store.claims import claim_in
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import ModelRecord
 from modelwatch.timeutil import utcnow
@@ -125,21 +125,23 @@ class RunStore:
         """Take the oldest pending (or abandoned) run, or None when there is none."""
         r = t.evaluation_runs
         now = utcnow()
-        claimable = (r.c.status == PENDING) | and_(
-            r.c.status == RUNNING, r.c.claimed_at < now - self.lease, r.c.attempts < MAX_ATTEMPTS
-        )
+        abandoned = and_(r.c.status == RUNNING, r.c.claimed_at < now - self.lease)
+        claimable = (r.c.status == PENDING) | and_(abandoned, r.c.attempts < MAX_ATTEMPTS)
         pick = select(r.c.id).where(claimable).order_by(r.c.window_start_us, r.c.id)
         if monitor_ids is not None:
             pick = pick.where(r.c.monitor_id.in_(list(monitor_ids)))
-        row = claim_one(
-            self.store,
-            r,
-            pick,
-            status=RUNNING,
-            claimed_by=worker,
-            claimed_at=now,
-            attempts=r.c.attempts + 1,
-        )
+        with self.store.write() as conn:
+            _fail_exhausted(conn, abandoned, now)
+            row = claim_in(
+                conn,
+                self.store,
+                r,
+                pick,
+                status=RUNNING,
+                claimed_by=worker,
+                claimed_at=now,
+                attempts=r.c.attempts + 1,
+            )
         return _run(row) if row is not None else None
 
     def finish(
@@ -215,6 +217,18 @@ class RunStore:
             return {s: int(n) for s, n in conn.execute(query)}
 
 
+def _fail_exhausted(conn: Connection, abandoned: ColumnElement[bool], now: datetime) -> None:
+    """Abandoned runs with no attempt left end ``failed``: no claim could ever finish them
+    (a run that kills its worker every time must not be retried forever)."""
+    r = t.evaluation_runs
+    error = f"abandoned by its worker {MAX_ATTEMPTS} times (each lost its lease)"
+    conn.execute(
+        update(r)
+        .where(abandoned, r.c.attempts >= MAX_ATTEMPTS)
+        .values(status=FAILED, error=error, finished_at=now)
+    )
+
+
 def _still_claimed(conn: Connection, run: RunRecord) -> bool:
     """Whether ``run`` is still running under this claim (each claim counts an attempt)."""
     r = t.evaluation_runs
@@ -241,6 +255,8 @@ def _write_results(
             "label": res.label or "",
             "value": res.value,
             "p_value": res.p_value,
+            "p_adjusted": res.p_adjusted,
+            "effect": res.effect,
             "ci_low": res.ci_low,
             "ci_high": res.ci_high,
             "threshold": res.threshold,

@@ -16,7 +16,7 @@ from modelwatch.outbox import DELIVERED, DeliveryOutcome, Outbox, RetryPolicy
 from modelwatch.results import MetricResult
 from modelwatch.settings import ENV_DELIVERY_LEASE_S, ENV_RUN_LEASE_S, lease_seconds
 from modelwatch.store.engine import Store
-from modelwatch.store.runs import PlannedRun, RunStore
+from modelwatch.store.runs import MAX_ATTEMPTS, PlannedRun, RunStore
 from modelwatch.timeutil import utcnow
 from tests.alerts.helpers import HOUR_US, T0_US, Results
 
@@ -79,3 +79,19 @@ def test_a_late_failure_does_not_undo_the_new_claims_success(store: Store) -> No
     assert outbox.get(slow.id).status == DELIVERED
     assert outbox.claim("worker-c") is None
     assert [a["ok"] for a in outbox.attempts(slow.id)] == [0, 1]  # both attempts are kept
+
+
+def test_a_run_abandoned_on_its_last_attempt_fails_instead_of_running_forever(
+    store: Store,
+) -> None:
+    results = Results(store)
+    version = results.registry.get_version(results.registry.get_model("churn"), "v1")
+    monitor = results.monitors["churn"]
+    runs = RunStore(store, lease_s=0.001)  # every claim is abandoned at once
+    runs.plan([PlannedRun(monitor, version.id, T0_US, T0_US + HOUR_US, "", "e100", 100, 0)])
+    claims = [runs.claim(f"worker-{i}") for i in range(MAX_ATTEMPTS)]  # each worker dies
+    assert [c.attempts for c in claims if c is not None] == list(range(1, MAX_ATTEMPTS + 1))
+    assert runs.claim("worker-last") is None
+    run = runs.get(claims[0].id if claims[0] else 0)
+    assert run.status == "failed"
+    assert run.error is not None and "abandoned" in run.error

@@ -1,9 +1,15 @@
-"""Background evaluation: APScheduler plans each monitor on its schedule; workers drain runs.
+"""Background evaluation: APScheduler plans each monitor on its schedule; a drain thread
+evaluates the runs.
 
 Runs in ``modelwatch serve`` and ``modelwatch worker``. Several processes may
 share one PostgreSQL store: planning is idempotent (unique run keys) and runs
 are claimed with ``FOR UPDATE SKIP LOCKED``, so each is evaluated once. Every
 job logs and records its failures and never raises into the host process.
+
+Planning and evaluating are apart: a tick only plans (quick), then wakes the drain
+thread, which evaluates until nothing is pending. So a long evaluation never holds
+a monitor's tick (which APScheduler would skip while its previous run is still
+going) and never delays the planning of other monitors.
 """
 
 from __future__ import annotations
@@ -81,6 +87,8 @@ class EvaluationService:
         self._schedules: dict[int, str] = {}
         self._drain_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._drainer: threading.Thread | None = None
         self._extra_jobs: list[tuple[Callable[[], object], float, str]] = []
 
     def add_job(self, fn: Callable[[], object], every_s: float, job_id: str) -> None:
@@ -132,13 +140,28 @@ class EvaluationService:
             self._drain_lock.release()
 
     def tick(self, monitor_id: int) -> None:
+        """Plan one monitor; new runs wake the drain thread (or, without one, drain here)."""
         try:
             monitor = self.monitors.get(monitor_id)
         except Exception:
             log.exception("loading monitor %s failed", monitor_id)
             return
         if self.plan(monitor):
-            self.drain()
+            if self._drainer is None:
+                self.drain()
+            else:
+                self._wake.set()
+
+    def _drain_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                done = self.drain()
+            except Exception:  # never reached: drain logs its own failures
+                log.exception("draining evaluation runs failed")
+                done = 0
+            if done == 0:  # nothing pending: wait for new runs, or look again later
+                self._wake.wait(self.drain_interval_s)
+                self._wake.clear()
 
     # --- scheduling ----------------------------------------------------------
     def start(self) -> None:
@@ -147,11 +170,12 @@ class EvaluationService:
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
         )
         scheduler.add_job(self.sync, IntervalTrigger(seconds=self.sync_interval_s), id="sync")
-        scheduler.add_job(self.drain, IntervalTrigger(seconds=self.drain_interval_s), id="drain")
         for fn, every_s, job_id in self._extra_jobs:
             scheduler.add_job(fn, IntervalTrigger(seconds=every_s), id=job_id)
         scheduler.start()
         self._scheduler = scheduler
+        self._drainer = threading.Thread(target=self._drain_loop, name="drain", daemon=True)
+        self._drainer.start()
         self.state.running = True
         self.sync()
 
@@ -189,9 +213,13 @@ class EvaluationService:
 
     def shutdown(self) -> None:
         self._stopping.set()  # a drain in progress stops after its current run
+        self._wake.set()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+        if self._drainer is not None:
+            self._drainer.join()
+            self._drainer = None
         self.state.running = False
 
 

@@ -158,11 +158,16 @@ def _client(
         while not stop.is_set():
             for kind, path, body, n in _bodies(thread, seq, batch):
                 started = time.perf_counter()
+                retry_after = 0.0
                 try:
-                    status = str(http.post(path, content=body).status_code)
+                    response = http.post(path, content=body)
+                    status = str(response.status_code)
+                    if response.status_code == 503:  # as the SDK does: wait before sending more
+                        retry_after = float(response.headers.get("retry-after", "1"))
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 tally.add(kind, time.perf_counter() - started, status, n)
+                stop.wait(retry_after)
             seq += 1
             next_at += every_s
             stop.wait(max(0.0, next_at - time.monotonic()))
@@ -180,11 +185,17 @@ def _scraper(base: str, stop: threading.Event, tally: Tally) -> None:
 
 
 def _runs_done(base: str) -> int:
+    """Runs done in the store (``modelwatch_evaluation_runs{status="done"}`` summed over
+    monitors); a series missing from ``/metrics`` is an error, never a silent 0."""
     text = httpx.get(f"{base}/metrics", timeout=60).text
-    for line in text.splitlines():
-        if line.startswith("modelwatch_scheduler_evaluated_runs "):
-            return int(float(line.split()[1]))
-    return -1
+    done = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("modelwatch_evaluation_runs{") and 'status="done"' in line
+    ]
+    if not done:
+        raise RuntimeError('/metrics has no modelwatch_evaluation_runs{status="done"} series')
+    return int(sum(done))
 
 
 def _percentile(values: list[float], q: float) -> float:

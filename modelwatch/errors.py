@@ -17,6 +17,7 @@ __all__ = [
     "FieldError",
     "ModelwatchError",
     "NotFoundError",
+    "OverloadedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "StoreError",
@@ -101,6 +102,15 @@ class StoreError(ModelwatchError):
 
     status_code = 503
     code = "store_unavailable"
+
+
+class OverloadedError(StoreError):
+    """The service is at its limit of requests in flight; the client retries later.
+
+    A :class:`StoreError` so that everything treating the store's 503 as "retry with
+    backoff" (clients, the SDK, dashboards of error codes) treats this alike."""
+
+    code = "overloaded"
 
 
 class ConfigError(ModelwatchError):

@@ -11,7 +11,12 @@ without a valid key is refused before its body is read.
   read, because FastAPI reads and validates such a body before it runs the
   route's dependencies (raw-body routes read their body after their dependencies);
 - closes the connection of any response sent before the request body was read, so
-  the rest of a refused body is never read either.
+  the rest of a refused body is never read either;
+- bounds the ingest requests in flight (``MODELWATCH_MAX_INFLIGHT_BATCHES``): a slot
+  is taken before the body is read and held until the answer is sent; with every slot
+  taken the request is answered 503 (``overloaded``, ``Retry-After: 1``) at once, its
+  body unread. Without it each waiting request would hold its whole body in memory,
+  so under overload memory grew with clients times batch size.
 
 Limits per route: ingest batches and OTLP take ``MODELWATCH_MAX_BODY_BYTES``,
 reference uploads and retrain callbacks ``MODELWATCH_MAX_REFERENCE_BYTES`` (and
@@ -35,17 +40,35 @@ from starlette.routing import BaseRoute, Mount, compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modelwatch.domain import Scope as KeyScope
-from modelwatch.errors import AuthError, ModelwatchError, PayloadTooLargeError
+from modelwatch.errors import AuthError, ModelwatchError, OverloadedError, PayloadTooLargeError
 from modelwatch.http import ORJSONResponse, error_body, require
 from modelwatch.settings import Settings
 
-__all__ = ["BodyRule", "RequestLimits", "RequestTimeoutError", "RouteRules"]
+__all__ = ["BodyRule", "InFlight", "RequestLimits", "RequestTimeoutError", "RouteRules"]
 
 INGEST_PATHS = ("/v1/predictions", "/v1/ground-truth", "/v1/resource-usage", "/otlp/v1/metrics")
 UPLOAD_PATHS = ("/v1/models/{name}/versions/{version}/reference", "/v1/retrain/callback")
 DASH_PATH = "/dash"  # Dash callbacks carry figures' state: the ingest limit, not the JSON one
 
 _REQUIRE = require(KeyScope.READ).__qualname__
+OVERLOADED_RETRY_AFTER_S = 1  # a slot frees within one batch's write
+
+
+class InFlight:
+    """At most ``limit`` requests at once, counted on the event loop (no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def try_take(self) -> bool:
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
+
+    def give_back(self) -> None:
+        self.count -= 1
 
 
 class RequestTimeoutError(ModelwatchError):
@@ -63,6 +86,7 @@ class BodyRule:
     limit: int
     timeout_s: float
     scope: KeyScope | None = None
+    slots: InFlight | None = None
 
 
 class RouteRules:
@@ -72,10 +96,12 @@ class RouteRules:
     def __init__(self, api: FastAPI, settings: Settings) -> None:
         self.api = api
         self.default = BodyRule(settings.max_json_bytes, settings.body_timeout_s)
+        self.ingest_slots = InFlight(settings.max_inflight_batches)
         ingest = BodyRule(settings.max_body_bytes, settings.body_timeout_s)
         upload = BodyRule(settings.max_reference_bytes, settings.upload_timeout_s)
+        slotted = BodyRule(ingest.limit, ingest.timeout_s, slots=self.ingest_slots)
         self.by_path = {
-            **dict.fromkeys(INGEST_PATHS, ingest),
+            **dict.fromkeys(INGEST_PATHS, slotted),
             **dict.fromkeys(UPLOAD_PATHS, upload),
             DASH_PATH: ingest,
         }
@@ -104,7 +130,7 @@ class RouteRules:
             return None
         rule = self.by_path.get(route.path, self.default)
         if route.body_field is not None:
-            rule = BodyRule(rule.limit, rule.timeout_s, required_scope(route))
+            rule = BodyRule(rule.limit, rule.timeout_s, required_scope(route), rule.slots)
         if rule == self.default:
             return None
         return _Entry(compile_path(route.path)[0], frozenset(route.methods or ()), rule, route)
@@ -157,8 +183,20 @@ class RequestLimits:
             except ModelwatchError as exc:
                 await _refuse(scope, send, exc)
                 return
-        guard = _BodyGuard(receive, send, rule, has_body=_has_body(scope, declared))
-        await guard.run(self.app, scope)
+        slots = rule.slots if scope["method"] == "POST" else None
+        if slots is not None and not slots.try_take():
+            detail = f"the service is at its limit of {slots.limit} ingest requests in flight"
+            retry = {"retry-after": str(OVERLOADED_RETRY_AFTER_S)}
+            await _refuse(
+                scope, send, OverloadedError(detail), retry, close=_has_body(scope, declared)
+            )
+            return
+        try:
+            guard = _BodyGuard(receive, send, rule, has_body=_has_body(scope, declared))
+            await guard.run(self.app, scope)
+        finally:
+            if slots is not None:
+                slots.give_back()
 
 
 class _Refused(Exception):
@@ -228,8 +266,16 @@ class _BodyGuard:
 _CLOSE = (b"connection", b"close")
 
 
-async def _refuse(scope: Scope, send: Send, exc: ModelwatchError) -> None:
-    headers = {"connection": "close"}
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    exc: ModelwatchError,
+    extra: dict[str, str] | None = None,
+    *,
+    close: bool = True,
+) -> None:
+    headers = {"connection": "close"} if close else {}
+    headers.update(extra or {})
     if isinstance(exc, AuthError):
         headers["www-authenticate"] = "Bearer"
     response = ORJSONResponse(error_body(exc), status_code=exc.status_code, headers=headers)

@@ -7,6 +7,7 @@
 | ``MODELWATCH_MAX_BODY_BYTES`` | largest ingest request body accepted (413 beyond) | 16 MiB |
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
+| ``MODELWATCH_MAX_INFLIGHT_BATCHES`` | ingest requests at once per API process; beyond, 503 before the body is read | 16 |
 | ``MODELWATCH_MAX_JSON_BYTES`` | largest body of every other route (models, monitors, ...) | 1 MiB |
 | ``MODELWATCH_BODY_TIMEOUT_S`` | seconds a client has to send a whole body (408 beyond) | 30 |
 | ``MODELWATCH_UPLOAD_TIMEOUT_S`` | the same for reference uploads and retrain callbacks | 300 |
@@ -72,6 +73,7 @@ __all__ = [
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
     "ENV_MAX_BODY_BYTES",
+    "ENV_MAX_INFLIGHT_BATCHES",
     "ENV_MAX_JSON_BYTES",
     "ENV_MAX_REFERENCE_BYTES",
     "ENV_METRICS_TOP_FEATURES",
@@ -102,6 +104,7 @@ ENV_MAX_BODY_BYTES = "MODELWATCH_MAX_BODY_BYTES"
 ENV_MAX_REFERENCE_BYTES = "MODELWATCH_MAX_REFERENCE_BYTES"
 ENV_MAX_BATCH_EVENTS = "MODELWATCH_MAX_BATCH_EVENTS"
 ENV_MAX_JSON_BYTES = "MODELWATCH_MAX_JSON_BYTES"
+ENV_MAX_INFLIGHT_BATCHES = "MODELWATCH_MAX_INFLIGHT_BATCHES"
 ENV_BODY_TIMEOUT_S = "MODELWATCH_BODY_TIMEOUT_S"
 ENV_UPLOAD_TIMEOUT_S = "MODELWATCH_UPLOAD_TIMEOUT_S"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
@@ -190,6 +193,7 @@ class Settings:
     max_reference_bytes: int = 512 * 1024 * 1024
     max_batch_events: int = 100_000
     max_json_bytes: int = 1024 * 1024
+    max_inflight_batches: int = 16
     body_timeout_s: float = 30.0
     upload_timeout_s: float = 300.0
     log_level: str = "INFO"
@@ -214,6 +218,7 @@ class Settings:
             max_reference_bytes=_int(env, ENV_MAX_REFERENCE_BYTES, cls.max_reference_bytes),
             max_batch_events=_int(env, ENV_MAX_BATCH_EVENTS, cls.max_batch_events),
             max_json_bytes=_int(env, ENV_MAX_JSON_BYTES, cls.max_json_bytes),
+            max_inflight_batches=_int(env, ENV_MAX_INFLIGHT_BATCHES, cls.max_inflight_batches),
             body_timeout_s=_int(env, ENV_BODY_TIMEOUT_S, int(cls.body_timeout_s)),
             upload_timeout_s=_int(env, ENV_UPLOAD_TIMEOUT_S, int(cls.upload_timeout_s)),
             log_level=env.get(ENV_LOG_LEVEL) or "INFO",

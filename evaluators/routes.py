@@ -151,6 +151,8 @@ def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, A
                 "segment": r["segment"] or None,
                 "value": r["value"],
                 "p_value": r["p_value"],
+                "p_adjusted": r["p_adjusted"],
+                "effect": r["effect"],
                 "ci_low": r["ci_low"],
                 "ci_high": r["ci_high"],
                 "threshold": r["threshold"],

@@ -196,6 +196,8 @@ metric_results = Table(
     Column("n", BigInteger, nullable=False),
     Column("status", String(24), nullable=False),
     Column("detail", Text, nullable=False),
+    Column("p_adjusted", Float, nullable=True),  # p_value adjusted over the run's tests
+    Column("effect", Float, nullable=True),  # the effect size a drift verdict also needed
     Index("ix_metric_results_query", "version_id", "metric", "window_start_us"),
     Index("ix_metric_results_run", "run_id"),
 )

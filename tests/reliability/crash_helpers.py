@@ -53,6 +53,7 @@ class Proc:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, wait: bool = True) -> None:
+        assert not self.alive(), f"{self.args[3:5]} started while it still runs"
         with open(self.log, "ab") as out:
             self.popen = subprocess.Popen(
                 self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT

@@ -5,8 +5,11 @@ Evaluations are slowed (each sleeps first) and every receiver answers slowly, so
 seeded kills land inside a run or between a receiver's receipt and the outbox
 recording it. Leases are shortened to seconds (``MODELWATCH_RUN_LEASE_S``,
 ``MODELWATCH_DELIVERY_LEASE_S``) so the restarted worker takes the dead one's
-claims over. Then: every (version, window, data state) evaluated once, its
-results stored once; every webhook-id (alert and pipeline webhooks) seen by the
+claims over. No kill lands while a run is on its last attempt (a run abandoned
+that often ends ``failed``, by design). Then: every (version, window, data state)
+evaluated once, its results stored once (the versions are serving, so windows
+without traffic up to now are planned too, and their number grows with the
+test's duration); every webhook-id (alert and pipeline webhooks) seen by the
 receivers, and each delivery's id the same on every attempt. A kill after the
 receiver's answer repeats the delivery with the same id (at least once, with an
 idempotency key); Slack has no such key, so a repeat there is a second message:
@@ -28,6 +31,7 @@ import yaml
 from modelwatch.background import ALERTING_INTERVAL_S
 from modelwatch.store.engine import Store
 from modelwatch.store.migrate import upgrade
+from modelwatch.store.runs import MAX_ATTEMPTS
 from modelwatch.webhooks import HEADER_ID, generate_secret
 from tests.alerts.fake_slack import FakeSlack
 from tests.alerts.receivers import Reply, WebhookReceiver
@@ -41,6 +45,7 @@ SLOW_RECEIVER_S = 1.5
 WINDOWS = 4
 REQUESTS = 240
 VERSIONS = ("v1", "v2")
+DELIVERY_LOOPS = 2  # alerting and retraining each send one delivery at a time
 EXPECTED_NOTIFICATIONS = 3  # per receiver: low-accuracy for v1 and v2, retrain-worthy for v1
 
 
@@ -120,8 +125,21 @@ def _ingest(api: str) -> None:
     assert httpx.post(f"{api}/v1/ground-truth", json=body, timeout=60).status_code == 200
 
 
-def _running(store: Store) -> int:
-    return int(query(store, "SELECT COUNT(*) FROM evaluation_runs WHERE status = 'running'")[0][0])
+def _claims(store: Store) -> set[tuple[int, int]]:
+    """(run, attempt) of every run claimed now, the dead workers' claims too."""
+    sql = "SELECT id, attempts FROM evaluation_runs WHERE status = 'running'"
+    return {(int(i), int(a)) for i, a in query(store, sql)}
+
+
+def _on_last_attempt(store: Store) -> int:
+    sql = "SELECT COUNT(*) FROM evaluation_runs WHERE status = 'running' AND attempts >= {}"
+    return int(query(store, sql.format(MAX_ATTEMPTS))[0][0])
+
+
+def _kill(work: Proc, store: Store) -> None:
+    """SIGKILL ``work``, once no run it holds would be abandoned a last time."""
+    _wait(lambda: _on_last_attempt(store) == 0, 60, "a run stayed on its last attempt", work)
+    work.kill()
 
 
 def _received(hook: WebhookReceiver, slack: FakeSlack, trainer: WebhookReceiver) -> int:
@@ -145,7 +163,7 @@ def _settled(store: Store) -> bool:
     total_runs, done = (int(x or 0) for x in runs[0])
     expected = 2 * EXPECTED_NOTIFICATIONS + 1
     return (
-        total_runs == WINDOWS * len(VERSIONS) == done
+        total_runs == done >= WINDOWS * len(VERSIONS)
         and by_status.get("delivered", 0) == sum(by_status.values()) >= expected
     )
 
@@ -177,21 +195,26 @@ def test_worker_killed_mid_evaluation_and_mid_delivery(
             _ingest(api.url)
             api.stop()
             for _ in range(2):  # mid-evaluation
+                before = _claims(store)
                 work.start()
-                _wait(lambda: _running(store) > 0, 120, "no run started", work)
+                _wait(lambda: _claims(store) - before, 60, "no run started", work)  # noqa: B023
                 time.sleep(rng.uniform(0.1, SLOW_EVALUATION_S * 0.8))
-                work.kill()
+                _kill(work, store)
             delivery_kills = 0
             for _ in range(3):  # mid-delivery: the receiver has the request, no answer yet
                 seen = _received(hook, slack, trainer)
                 work.start()
                 sent = lambda: _received(hook, slack, trainer) > seen  # noqa: B023, E731
-                _wait(sent, 180, "nothing sent", work)
+                _wait(lambda: sent() or _settled(store), 60, "nothing sent", work)  # noqa: B023
+                if not sent():
+                    break  # everything was delivered before this kill
                 time.sleep(rng.uniform(0.0, SLOW_RECEIVER_S * 0.5))
-                work.kill()
+                _kill(work, store)
                 delivery_kills += 1
-            work.start()
-            _wait(lambda: _settled(store), 240, "work did not settle", work)
+            assert delivery_kills >= 1, "everything was delivered before a kill mid-delivery"
+            if not work.alive():
+                work.start()
+            _wait(lambda: _settled(store), 90, "work did not settle", work)
             time.sleep(2 * ALERTING_INTERVAL_S)  # a repeat would show up by now
             assert work.alive(), work.tail()
         finally:
@@ -209,8 +232,10 @@ def _assert_evaluated_once(store: Store) -> None:
         "FROM evaluation_runs",
     )
     keys = Counter(r[:4] for r in runs)
-    assert len(keys) == WINDOWS * len(VERSIONS) and max(keys.values()) == 1
-    assert {r[4] for r in runs} == {"done"}
+    assert max(keys.values()) == 1, f"evaluated more than once: {keys.most_common(3)}"
+    assert {r[4] for r in runs} == {"done"}, f"runs not done: {[r for r in runs if r[4] != 'done']}"
+    [(with_events,)] = query(store, "SELECT COUNT(*) FROM evaluation_runs WHERE n_events > 0")
+    assert with_events == WINDOWS * len(VERSIONS)
     taken_over = sum(1 for r in runs if r[5] > 1)
     assert taken_over >= 1, "no kill landed inside an evaluation"
     twice = query(
@@ -219,8 +244,12 @@ def _assert_evaluated_once(store: Store) -> None:
         "GROUP BY 1, 2, 3, 4, 5 HAVING COUNT(*) > 1",
     )
     assert twice == []
-    [(results,)] = query(store, "SELECT COUNT(DISTINCT run_id) FROM metric_results")
-    assert results == WINDOWS * len(VERSIONS)
+    [(results,)] = query(
+        store,
+        "SELECT COUNT(DISTINCT m.run_id) FROM metric_results m "
+        "JOIN evaluation_runs r ON r.id = m.run_id WHERE r.n_events > 0",
+    )
+    assert results == WINDOWS * len(VERSIONS), "a window with events has no results"
     print(f"runs taken over after a kill: {taken_over}")
 
 
@@ -244,7 +273,10 @@ def _assert_each_webhook_id_once(
     assert set(trainer_ids) == keys[("pipeline", "trainer")]
     repeats = sum(hook_ids.values()) - len(hook_ids) + sum(trainer_ids.values()) - len(trainer_ids)
     slack_repeats = len(slack.messages) - EXPECTED_NOTIFICATIONS
-    assert 0 <= repeats + slack_repeats <= kills
+    # A kill can cut one delivery of each loop short: alerting's and retraining's.
+    assert 0 <= repeats + slack_repeats <= DELIVERY_LOOPS * kills, (
+        f"{repeats} webhook and {slack_repeats} Slack repeats after {kills} kills"
+    )
     print(
         f"delivery kills {kills}: webhook redeliveries with the same webhook-id {repeats}, "
         f"duplicate Slack messages {slack_repeats} (Slack calls {len(slack.calls)})"

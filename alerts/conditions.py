@@ -5,13 +5,14 @@ metric, column, label, segment). A condition yields :class:`Verdict` rows per
 *series* (a version plus, where the selector asks for ``*``, a feature or
 segment) and window: ``True`` breaching, ``False`` clear. Windows whose figure
 is unknown (insufficient data, labels not in yet) give no verdict, so they
-neither fire nor resolve an alert.
+neither fire nor resolve an alert. :func:`persistence` turns a series' verdicts
+into its state under a policy's ``for`` and ``within``.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -26,7 +27,7 @@ from modelwatch.policies import (
     Threshold,
 )
 
-__all__ = ["SeriesKey", "Verdict", "evaluate", "needed_metrics"]
+__all__ = ["Persistence", "SeriesKey", "Verdict", "evaluate", "needed_metrics", "persistence"]
 
 SeriesKey = tuple[tuple[str, str], ...]
 """Extra alert labels of a series, e.g. (("feature", "age"),)."""
@@ -51,6 +52,33 @@ class Verdict:
     value: float | None
     threshold: float | None
     metric: str
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """How a series stands after its latest known window: ``breaching`` windows counted
+    (in a row, or among the last ``within``) and whether that fires or is pending."""
+
+    breaching: int
+    firing: bool
+    pending: bool
+
+    def cause(self, for_windows: int, within: int | None) -> str:
+        counted = "in a row" if within is None else f"of the last {within}"
+        return f"{self.breaching} breaching {counted}, {for_windows} needed"
+
+
+def persistence(breaches: Sequence[bool], for_windows: int, within: int | None) -> Persistence:
+    """``for: N`` over a series' known windows, oldest first: N breaching in a row, or with
+    ``within: M`` N of the last M. Counted among the last M, an alert stays firing while N
+    of them breach (one clear window does not end it); it is pending while the latest
+    window breaches and fewer than N do."""
+    if within is None:
+        streak = next((i for i, b in enumerate(reversed(breaches)) if not b), len(breaches))
+        return Persistence(streak, streak >= for_windows, 0 < streak < for_windows)
+    count = sum(breaches[-within:])
+    latest = bool(breaches) and breaches[-1]
+    return Persistence(count, count >= for_windows, latest and count < for_windows)
 
 
 def needed_metrics(condition: Condition) -> set[str]:

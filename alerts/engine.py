@@ -2,8 +2,9 @@
 
 For every policy and matching model version it evaluates the condition over
 the recent windows. A series whose last ``for`` known windows all breach is
-``firing``; one breaching fewer windows is ``pending``; one whose latest known
-window is clear resolves (a pending one goes back to inactive). An alert's
+``firing`` (with ``within``: ``for`` of its last ``within`` known windows); one
+breaching fewer windows is ``pending``; one no longer held resolves (a pending
+one goes back to inactive). An alert's
 identity is its label set; each state change is stored with its cause.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 import polars as pl
 from sqlalchemy import select
 
-from alerts.conditions import SeriesKey, Verdict, evaluate, needed_metrics
+from alerts.conditions import SeriesKey, Verdict, evaluate, needed_metrics, persistence
 from modelwatch.domain import Alias
 from modelwatch.errors import NotFoundError
 from modelwatch.policies import PolicySpec
@@ -207,16 +208,12 @@ class PolicyEngine:
         }
         verdicts = series.verdicts
         latest = verdicts[-1]
-        streak = 0
-        for v in reversed(verdicts):
-            if not v.breach:
-                break
-            streak += 1
-        state = FIRING if streak >= policy.for_windows else PENDING if streak else RESOLVED
+        held = persistence([v.breach for v in verdicts], policy.for_windows, policy.within)
+        state = FIRING if held.firing else PENDING if held.pending else RESOLVED
         window = us_to_datetime(latest.window_start_us)
         cause = (
             f"{latest.metric} = {_fmt(latest.value)} in the window from {window:%Y-%m-%d %H:%M}Z "
-            f"({streak} breaching in a row, {policy.for_windows} needed)"
+            f"({held.cause(policy.for_windows, policy.within)})"
         )
         row = {
             "fingerprint": fingerprint(labels),
@@ -228,7 +225,7 @@ class PolicyEngine:
             "value": latest.value,
             "threshold": latest.threshold,
             "trend": [v.value for v in verdicts[-TREND_WINDOWS:] if v.value is not None],
-            "consecutive": streak,
+            "consecutive": held.breaching,
             "window_start_us": latest.window_start_us,
         }
         return row, cause

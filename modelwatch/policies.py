@@ -2,7 +2,9 @@
 ``inhibit_rules`` config sections), following Prometheus Alertmanager's semantics.
 
 A policy is a condition over evaluation results plus actions. Exactly one kind
-of condition is given per :class:`Condition`; ``all``/``any`` combine them.
+of condition is given per :class:`Condition`; ``all``/``any`` combine them. ``for: N``
+fires after N breaching windows in a row; with ``within: M``, when N of the last M
+evaluated windows breach (1 ≤ N ≤ M ≤ 48).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ import re
 from enum import StrEnum
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from modelwatch.domain import NAME_PATTERN
 from modelwatch.durations import Duration
@@ -28,6 +37,7 @@ __all__ = [
 ]
 
 Op = Literal["<", "<=", ">", ">=", "==", "!="]
+MAX_WITHIN = 48  # the policy engine reads the last 48 windows
 _MATCHER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*\"?(.*?)\"?\s*$")
 
 
@@ -158,13 +168,29 @@ class PolicySpec(_Strict):
         None, description="only versions with these aliases; default every version"
     )
     condition: Condition
-    for_windows: int = Field(1, ge=1, alias="for", description="consecutive windows")
+    for_windows: int = Field(
+        1, ge=1, alias="for", description="breaching windows needed: in a row, or of `within`"
+    )
+    within: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_WITHIN,
+        description="fire when `for` of the last `within` evaluated windows breach",
+    )
     severity: Severity = Severity.WARNING
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     actions: list[Action] = Field(default_factory=_notify, min_length=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("within")
+    @classmethod
+    def _for_within(cls, within: int | None, info: ValidationInfo) -> int | None:
+        needed = info.data.get("for_windows")
+        if within is not None and needed is not None and needed > within:
+            raise ValueError(f"'for' ({needed}) must be at most 'within' ({within})")
+        return within
 
 
 class SlackReceiver(_Strict):

@@ -216,21 +216,17 @@ class Reconstruction:
         ]
         return np.concatenate(out) if out else np.empty(0)
 
-    def band(self, size: int, sigmas: float) -> tuple[float, float, str]:
-        """Mean ± ``sigmas`` standard deviations of the mean error of ``size`` reference rows:
-        over consecutive reference chunks of that size, as NannyML does, or, with fewer than
-        ``MIN_CHUNKS`` chunks, from the rows' spread divided by sqrt(size)."""
+    def spread(self, size: int) -> tuple[float, float, str]:
+        """Mean and standard deviation of the mean error of ``size`` reference rows: over
+        consecutive reference chunks of that size, as NannyML does, or, with fewer than
+        ``MIN_CHUNKS`` chunks, the rows' standard deviation divided by sqrt(size)."""
         errors = self.reference_errors
         chunks = errors.size // size
         if chunks >= MIN_CHUNKS:
             means = errors[: chunks * size].reshape(chunks, size).mean(axis=1)
-            centre, spread = float(means.mean()), float(means.std(ddof=1))
-            how = f"{chunks} reference chunks of {size} rows"
-        else:
-            centre = float(errors.mean())
-            spread = float(errors.std(ddof=1)) / math.sqrt(size) if errors.size > 1 else 0.0
-            how = f"reference rows' spread / sqrt({size})"
-        return max(0.0, centre - sigmas * spread), centre + sigmas * spread, how
+            return float(means.mean()), float(means.std(ddof=1)), f"{chunks} chunks of {size}"
+        spread = float(errors.std(ddof=1)) / math.sqrt(size) if errors.size > 1 else 0.0
+        return float(errors.mean()), spread, f"the rows' spread / sqrt({size})"
 
 
 def fit_reconstruction(

@@ -254,3 +254,75 @@ def test_user_thresholds() -> None:
     assert band.status is Status.OK
     auc = run("domain_classifier", window, reference, spec, threshold=0.2)[0]
     assert (auc.status, auc.threshold) == (Status.BREACH, 0.2)
+
+
+# --- no drift: false alarms ---------------------------------------------------------------------
+
+N_NUMERIC, N_CATEGORICAL = 20, 5
+
+
+def production_like(n: int, seed: int) -> pl.DataFrame:
+    """20 numeric features (three correlated groups driven by shared factors, the rest
+    independent and of several shapes, 1 % missing in two) and 5 categorical ones of skewed
+    frequencies (3 to 30 values, 2 % missing in one)."""
+    rng = np.random.default_rng(seed)
+    factors = rng.normal(size=(n, 3))
+    cols: dict[str, Any] = {}
+    for i in range(N_NUMERIC):
+        if i < 9:
+            values = 0.7 * factors[:, i % 3] + 0.7 * rng.normal(size=n)
+        else:
+            values = [rng.normal, rng.standard_exponential, rng.uniform][i % 3](size=n)
+        if i in (4, 13):
+            values[rng.random(n) < 0.01] = np.nan
+        cols[f"num_{i}"] = values
+    for j, size in enumerate((3, 5, 8, 12, 30)):
+        p = 1 / np.arange(1, size + 1)
+        values = rng.choice([f"v{k}" for k in range(size)], n, p=p / p.sum()).astype(object)
+        if j == 2:
+            values[rng.random(n) < 0.02] = None
+        cols[f"cat_{j}"] = values.tolist()
+    return pl.DataFrame(cols)
+
+
+def false_alarms(key: str, windows: int, reference: pl.DataFrame, n: int = 1000) -> list[float]:
+    spec = spec_for(reference)
+    breaches, values = 0, []
+    for seed in range(windows):
+        result = run(key, production_like(n, 10_000 + seed), reference, spec)[0]
+        assert result.status in (Status.OK, Status.BREACH), result
+        breaches += result.status is Status.BREACH
+        values.append(result.value or 0.0)
+    print(f"{key}: {breaches} of {windows} no-drift windows in breach; max {max(values):.4f}")
+    return [breaches / windows, *values]
+
+
+def test_no_drift_reconstruction_error_rarely_alarms() -> None:
+    reference = production_like(100_000, 1)
+    rate, *_ = false_alarms("reconstruction_error", 60, reference)
+    assert rate <= 1 / 60
+
+
+@pytest.mark.reliability
+def test_no_drift_false_alarm_rates() -> None:
+    """720 windows for the reconstruction error, 240 for the domain classifier; the rate of
+    data_drift's own false alarms on the same windows is printed beside them."""
+    reference = production_like(100_000, 1)
+    spec = spec_for(reference)
+    rate, *values = false_alarms("reconstruction_error", 720, reference)
+    assert rate <= 0.005
+    model = next(
+        v for v in learnt._CACHE[id(reference)].values() if isinstance(v, learnt.Reconstruction)
+    )
+    in_sample = learnt._row_errors(model.encoder.transform(reference), model.mean, model.components)
+    chunks = in_sample[: 97 * 1024].reshape(97, 1024).mean(axis=1)
+    upper = chunks.mean() + 3 * chunks.std(ddof=1) * np.sqrt(1024 / 1000)
+    print(f"an in-sample band (NannyML's) would breach {np.mean(np.array(values) > upper):.1%}")
+    auc_rate, *aucs = false_alarms("domain_classifier", 240, reference)
+    assert auc_rate <= 0.005
+    print(f"domain_classifier AUC: mean {np.mean(aucs):.4f}, sd {np.std(aucs, ddof=1):.4f}")
+    drifted = 0
+    for seed in range(240):
+        results = run("data_drift", production_like(1000, 10_000 + seed), reference, spec)
+        drifted += any(r.status is Status.BREACH for r in results)
+    print(f"data_drift: {drifted} of 240 windows with any column in breach")

@@ -184,7 +184,12 @@ def create_silence(
     starts = _aware(body.starts_at) or now
     if body.ends_at is None and body.duration is None:
         raise ValidationFailed([FieldError(("ends_at",), "give ends_at or duration")])
-    ends = _aware(body.ends_at) or starts + timedelta(seconds=body.duration or 0)
+    try:
+        ends = _aware(body.ends_at) or starts + timedelta(seconds=body.duration or 0)
+    except OverflowError:
+        raise ValidationFailed(
+            [FieldError(("duration",), "ends after the latest representable time")]
+        ) from None
     if ends <= starts:
         raise ValidationFailed([FieldError(("ends_at",), "must be after starts_at")])
     author = silence_author(body.created_by, who)

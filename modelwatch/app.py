@@ -43,7 +43,7 @@ from modelwatch.store.monitors import MonitorStore
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
 from modelwatch.telemetry import Telemetry, setup_telemetry
-from retrain.callback import CallbackService
+from retrain.callback import CallbackIn, CallbackService
 from retrain.routes import router as retrain_router
 
 __all__ = ["apply_config", "check_config", "create_app", "worker_app"]
@@ -183,7 +183,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
             return app.openapi_schema
         schema = build()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in DOC_MODELS:
+        for model in (*DOC_MODELS, CallbackIn):
             doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(doc.pop("$defs", {}))
             components[model.__name__] = doc

@@ -42,13 +42,20 @@ class FieldError:
     input: object = field(default=None)
 
     def as_dict(self) -> dict[str, object]:
-        return {"loc": list(self.loc), "msg": self.msg, "input": self.input}
+        return {"loc": list(self.loc), "msg": self.msg, "input": _echoable(self.input)}
 
     def path(self) -> str:
         out = ""
         for part in self.loc:
             out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
         return out
+
+
+def _echoable(value: object) -> object:
+    """The bad input as JSON can carry it: an integer beyond 64 bits is echoed as text."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)
+    return value
 
 
 class ValidationFailed(ModelwatchError):

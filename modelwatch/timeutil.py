@@ -45,8 +45,9 @@ def parse_timestamp_us(value: object) -> int | None:
             parsed = parsed.replace(tzinfo=UTC)
         us = (parsed - _EPOCH) // _ONE_US
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
-            return None
+        # Compared in seconds first: a huge float times 1e6 overflows to inf.
+        if not _MIN_US / 1e6 - 1 <= value <= _MAX_US / 1e6 + 1:
+            return None  # NaN fails every comparison, so it lands here too
         us = round(value * 1_000_000)
     else:
         return None

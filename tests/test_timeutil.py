@@ -22,6 +22,10 @@ from modelwatch.timeutil import parse_timestamp_us
         ("yesterday", None),
         (True, None),
         (float("nan"), None),
+        (float("inf"), None),
+        (1.797693134862316e302, None),  # overflows to inf in microseconds
+        (-1e308, None),
+        (10**400, None),
         (None, None),
     ],
 )

@@ -217,3 +217,23 @@ def test_a_policy_whose_model_is_gone_warns_once(
     records = [r for r in caplog.records if r.name == "alerts.engine"]
     assert [r.levelno for r in records] == [logging.WARNING]
     assert "'gone'" in records[0].getMessage() and records[0].exc_info is None
+
+
+@pytest.mark.parametrize(
+    "when", [{"duration": 251606127377}, {"starts_at": "9999-12-31T00:00:00Z", "duration": "2d"}]
+)
+def test_a_silence_ending_past_the_calendar_is_422_naming_duration(
+    churn: TestClient, when: dict[str, Any]
+) -> None:
+    body = {"matchers": {"model": "churn"}, "created_by": "me", "comment": "c", **when}
+    r = churn.post("/v1/silences", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["duration"]
+
+
+def test_a_float_timestamp_beyond_the_calendar_is_422_naming_it(churn: TestClient) -> None:
+    event = {"request_id": "r1", "timestamp": 1.797693134862316e302, "features": {}}
+    body = {"model": "churn", "version": "v1", "events": [{**event, "prediction": 0}]}
+    r = churn.post("/v1/predictions", json=body)
+    assert r.status_code == 422, r.text
+    assert any("timestamp" in e["loc"] for e in r.json()["errors"]), r.text

@@ -182,16 +182,30 @@ def _cases() -> list[tuple[str, Task]]:
     ]
 
 
+def _fuzz(max_examples: int) -> Any:
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
 @pytest.mark.parametrize(("key", "task"), _cases(), ids=lambda v: str(v))
-@settings(
-    max_examples=25,
-    database=None,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_fuzz(6)
 @given(data=st.data())
 def test_metrics_never_crash_nor_report_a_non_finite_figure(
+    key: str, task: Task, data: st.DataObject
+) -> None:
+    run_metric(key, data.draw(contexts(SPECS[task])))
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(("key", "task"), _cases(), ids=lambda v: str(v))
+@_fuzz(40)
+@given(data=st.data())
+def test_metrics_never_crash_nor_report_a_non_finite_figure_long(
     key: str, task: Task, data: st.DataObject
 ) -> None:
     run_metric(key, data.draw(contexts(SPECS[task])))

@@ -105,7 +105,8 @@ class _PerFeature(Metric):
             for f in ctx.spec.features
             if f.type in self.types and (wanted is None or f.name in wanted)
         ]
-        plans = {f.name: self._planned(ctx, f) for f in features}
+        schema = ctx.window.schema  # built on every access: once, not once per feature
+        plans = {f.name: self._planned(ctx, f, schema) for f in features}
         exprs = [e for p in plans.values() if isinstance(p, _Plan) for e in p.exprs]
         row = list(ctx.window.select(exprs).row(0)) if exprs else []
         done: dict[str, MetricResult | _Share] = {}
@@ -118,7 +119,9 @@ class _PerFeature(Metric):
         shares = self._shares(ctx, {k: v for k, v in done.items() if isinstance(v, _Share)})
         return [_final(done[f.name], shares, f.name) for f in features]
 
-    def _planned(self, ctx: EvalContext, feature: FeatureSpec) -> _Plan | MetricResult:
+    def _planned(
+        self, ctx: EvalContext, feature: FeatureSpec, schema: pl.Schema
+    ) -> _Plan | MetricResult:
         n = ctx.window.height
         try:
             if n == 0 or n < ctx.min_samples:
@@ -127,7 +130,7 @@ class _PerFeature(Metric):
             column = frame_column(ctx.window, feature.name)
             if column is None:
                 raise Unavailable(Status.ERROR, f"feature {feature.name!r} is not in the window", n)
-            plan = self.plan(ctx, feature, column, ctx.window.schema[column])
+            plan = self.plan(ctx, feature, column, schema[column])
             return _Plan(
                 [e.alias(f"{feature.name}\0{i}") for i, e in enumerate(plan.exprs)], plan.finish
             )

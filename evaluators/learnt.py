@@ -196,6 +196,58 @@ def _row_errors(data: np.ndarray, mean: np.ndarray, components: np.ndarray) -> n
 
 
 @dataclass(frozen=True)
+class Projection:
+    """A PCA applied without building the one-hot matrix: each categorical value's part of the
+    centred row's projection and squared norm is looked up (error² = |e|² - |V e|²)."""
+
+    numeric: tuple[Numeric, ...]
+    numeric_mean: np.ndarray
+    numeric_components: np.ndarray
+    categorical: tuple[Categorical, ...]
+    lookups: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    @classmethod
+    def of(cls, encoder: Encoder, mean: np.ndarray, components: np.ndarray) -> Projection:
+        numeric, categorical, lookups, at = [], [], [], 0
+        numeric_at: list[int] = []
+        for part in encoder.parts:
+            if isinstance(part, Numeric):
+                numeric.append(part)
+                numeric_at.append(at)
+                at += 1
+                continue
+            width = part.table.shape[1]
+            centred = part.table - mean[at : at + width]
+            projected = centred @ components[:, at : at + width].T
+            lookups.append((projected, np.einsum("ij,ij->i", centred, centred)))
+            categorical.append(part)
+            at += width
+        return cls(
+            tuple(numeric),
+            mean[numeric_at],
+            components[:, numeric_at],
+            tuple(categorical),
+            tuple(lookups),
+        )
+
+    def errors(self, frame: pl.DataFrame) -> np.ndarray:
+        if self.numeric:
+            centred = np.column_stack([p.encode(frame)[:, 0] for p in self.numeric])
+            centred -= self.numeric_mean
+            projected = centred @ self.numeric_components.T
+            squared = np.einsum("ij,ij->i", centred, centred)
+        else:
+            projected = np.zeros((frame.height, self.numeric_components.shape[0]))
+            squared = np.zeros(frame.height)
+        for part, (values, norms) in zip(self.categorical, self.lookups, strict=True):
+            codes = part.codes(frame)
+            projected += values[codes]
+            squared += norms[codes]
+        residual = squared - np.einsum("ij,ij->i", projected, projected)
+        return np.asarray(np.sqrt(np.maximum(residual, 0.0)))
+
+
+@dataclass(frozen=True)
 class Reconstruction:
     """The encoder and PCA learnt from a reference, and its rows' out-of-fold errors."""
 
@@ -204,16 +256,14 @@ class Reconstruction:
     components: np.ndarray
     width: int
     reference_errors: np.ndarray
+    projection: Projection
 
     @property
     def n_components(self) -> int:
         return int(self.components.shape[0])
 
     def errors(self, frame: pl.DataFrame) -> np.ndarray:
-        out = [
-            _row_errors(self.encoder.transform(part), self.mean, self.components)
-            for part in frame.iter_slices(SLICE_ROWS)
-        ]
+        out = [self.projection.errors(part) for part in frame.iter_slices(SLICE_ROWS)]
         return np.concatenate(out) if out else np.empty(0)
 
     def spread(self, size: int) -> tuple[float, float, str]:
@@ -242,7 +292,8 @@ def fit_reconstruction(
         errors = _out_of_fold_errors(data, k, seed)
     else:  # too few rows to hold any out
         errors = _row_errors(data, pca.mean_, pca.components_)
-    return Reconstruction(encoder, pca.mean_, pca.components_, data.shape[1], errors)
+    projection = Projection.of(encoder, pca.mean_, pca.components_)
+    return Reconstruction(encoder, pca.mean_, pca.components_, data.shape[1], errors, projection)
 
 
 def _out_of_fold_errors(data: np.ndarray, k: int, seed: int) -> np.ndarray:

@@ -14,7 +14,7 @@ std(reference) (from the same merge of the sorted samples), chi-square and z the
 variation distance (the share of traffic that moved between values). A tested column
 drifts (``breach``) when its p-value, adjusted over every tested column of the run
 (``correction``: ``holm``, ``bonferroni``, ``bh`` or ``none``), passes the threshold (KS
-p ≤ threshold, chi-square and z p < threshold; default 0.01, family-wise) AND its effect
+p ≤ threshold, chi-square and z p < threshold; default 0.001, family-wise) AND its effect
 reaches ``min_effect`` (defaults: 0.1 for KS, 0.05 for chi2 and z). Distances (psi,
 jensenshannon, wasserstein) have no p-value: they are threshold-only (distance ≥
 threshold, default 0.1, evidently's rule) and outside the family. Why these defaults,

@@ -116,7 +116,7 @@ def test_values_are_the_statistics_with_p_values() -> None:
     assert results["age"].value == statistic
     assert results["age"].p_value == p_value
     assert results["age"].n == 700
-    assert results["age"].threshold == 0.01  # family-wise, after the correction
+    assert results["age"].threshold == 0.001  # family-wise, after the correction
     assert results["plan"].p_value == st.chi_square(baseline["plan"], window["plan"])[1]
 
 

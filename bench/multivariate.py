@@ -60,13 +60,16 @@ def modelwatch_side(reference: pl.DataFrame, window: pl.DataFrame) -> list[list[
     for key in KEYS:
         metric = get_metric(key)
         times, results = [], []
+        load = ""
         for _ in range(2):  # cold, then warm
-            wait_quiet(30)
+            load += f"{wait_quiet(30):.0%} "
             started = time.perf_counter()
             results = metric.compute(EvalContext(spec, window, baseline, min_samples=30))
             times.append(time.perf_counter() - started)
         main = results[0]
-        rows.append([key, f"{times[0]:.2f}", f"{times[1]:.2f}", f"{main.value:.4f}", main.status])
+        rows.append(
+            [key, f"{times[0]:.2f}", f"{times[1]:.2f}", f"{main.value:.4f}", main.status, load]
+        )
     return rows
 
 
@@ -113,8 +116,8 @@ def main() -> None:
             window = make_frame(args.rows, args.seed + 1, rho)
             ours = modelwatch_side(reference, window)
             table += [[label, *row] for row in ours]
-            together = sum(float(r[2]) for r in ours), sum(float(r[1]) for r in ours)
-            table.append([label, "both (modelwatch)", f"{together[1]:.2f}", f"{together[0]:.2f}"])
+            cold_s, warm_s = (sum(float(str(r[i])) for r in ours) for i in (1, 2))
+            table.append([label, "both (modelwatch)", f"{cold_s:.2f}", f"{warm_s:.2f}"])
             theirs = nannyml_side(args.nannyml_python, reference, window, Path(tmp))
             if theirs is None:
                 continue
@@ -130,9 +133,12 @@ def main() -> None:
                     "alert" if alert else "ok",
                 ]
             )
-            ratio = total / float(ours[0][1])
-            table.append([label, "NannyML / modelwatch reconstruction, cold", f"{ratio:.1f}x"])
-    headers = ["window", "what", "cold s", "warm s", "value", "status"]
+            cold = total / float(str(ours[0][1]))
+            warm = theirs["calculate_s"] / float(str(ours[0][2]))
+            table.append(
+                [label, "NannyML / modelwatch reconstruction", f"{cold:.1f}x", f"{warm:.1f}x"]
+            )
+    headers = ["window", "what", "cold s", "warm s", "value", "status", "load before"]
     print(markdown_table(headers, [row + [""] * (len(headers) - len(row)) for row in table]))
 
 

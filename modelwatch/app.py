@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from alerts.conditions import needed_metrics
 from alerts.routes import router as alerts_router
@@ -183,7 +184,8 @@ def _document_raw_bodies(app: FastAPI) -> None:
             return app.openapi_schema
         schema = build()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (*DOC_MODELS, CallbackIn):
+        documented: list[type[BaseModel]] = [*DOC_MODELS, CallbackIn]
+        for model in documented:
             doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(doc.pop("$defs", {}))
             components[model.__name__] = doc

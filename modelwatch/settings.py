@@ -7,8 +7,8 @@
 | ``MODELWATCH_MAX_BODY_BYTES`` | largest ingest request body accepted (413 beyond) | 16 MiB |
 | ``MODELWATCH_MAX_REFERENCE_BYTES`` | largest reference upload accepted (413 beyond) | 512 MiB |
 | ``MODELWATCH_MAX_BATCH_EVENTS`` | most events, labels or samples in one request | 100000 |
-| ``MODELWATCH_MAX_INFLIGHT_BATCHES`` | ingest requests at once per API process; beyond, 503 before the body is read | 16 |
-| ``MODELWATCH_MAX_JSON_BYTES`` | largest body of every other route (models, monitors, ...) | 1 MiB |
+| ``MODELWATCH_MAX_INFLIGHT_BATCHES`` | ingest requests at once per process (503 beyond) | 16 |
+| ``MODELWATCH_MAX_JSON_BYTES`` | largest body of every other route | 1 MiB |
 | ``MODELWATCH_BODY_TIMEOUT_S`` | seconds a client has to send a whole body (408 beyond) | 30 |
 | ``MODELWATCH_UPLOAD_TIMEOUT_S`` | the same for reference uploads and retrain callbacks | 300 |
 | ``MODELWATCH_WORKERS`` | ``modelwatch serve``: API processes (``--workers``) | 1 |
@@ -20,14 +20,19 @@
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
-| ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | longest wait to open a store connection, and for a pooled one to answer its check | 5 |
-| ``MODELWATCH_DB_POOL_TIMEOUT_S`` | longest wait for a free connection of the pool (PostgreSQL) | 5 |
-| ``MODELWATCH_DB_STATEMENT_TIMEOUT_S`` | longest statement of the API and of short background work; a store transaction silent past it (plus 2 s) is cut by the client; the longest a SQLite writer queues for the write lock | 30 |
-| ``MODELWATCH_DB_READ_TIMEOUT_S`` | longest window or reference read of an evaluation (PostgreSQL) | 600 |
+| ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | opening a connection; a pooled one's check | 5 |
+| ``MODELWATCH_DB_POOL_TIMEOUT_S`` | waiting for a free pooled connection (PostgreSQL) | 5 |
+| ``MODELWATCH_DB_STATEMENT_TIMEOUT_S`` | API and short background statements (see below) | 30 |
+| ``MODELWATCH_DB_READ_TIMEOUT_S`` | an evaluation's window or reference read (PostgreSQL) | 600 |
 | ``MODELWATCH_DB_LOCK_TIMEOUT_S`` | longest wait for a row or table lock (PostgreSQL) | 5 |
-| ``MODELWATCH_DB_DEAD_PEER_S`` | PostgreSQL: an open connection whose server stops answering TCP is dropped after about this long (keepalives, ``tcp_user_timeout``) | 10 |
+| ``MODELWATCH_DB_DEAD_PEER_S`` | a silent PostgreSQL peer is dropped after about this | 10 |
 | ``MODELWATCH_RUN_LEASE_S`` | seconds before a dead worker's evaluation run is taken over | 900 |
 | ``MODELWATCH_DELIVERY_LEASE_S`` | seconds until a dead worker's delivery is taken over | 120 |
+
+The statement timeout also bounds a store transaction whose server stays silent
+(the client cuts it 2 s later) and the longest a SQLite writer queues for the
+write lock. The dead-peer bound works through TCP keepalives and
+``tcp_user_timeout``.
 
 OpenTelemetry export of the service's own traces and metrics (standard
 ``OTEL_*`` variables, read by :mod:`modelwatch.telemetry`; nothing is exported

@@ -165,16 +165,7 @@ def lease_seconds(name: str, default: float, env: Mapping[str, str] | None = Non
     shorter than the longest evaluation or delivery lets a second worker take over
     work that is still in progress.
     """
-    raw = (os.environ if env is None else env).get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={raw!r} is not a number") from None
-    if not value > 0:
-        raise ValueError(f"environment variable {name}={raw!r} must be positive")
-    return value
+    return _seconds(os.environ if env is None else env, name, default)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -20,7 +20,8 @@ brackets, the figure evidently reports as its drift score:
 - ``wasserstein``: ``scipy.stats.wasserstein_distance / max(std(reference), 0.001)``
   [statistic].
 
-Effect sizes for the tests: ``ks_wasserstein`` returns KS and the normed Wasserstein
+Effect sizes for the tests: ``ks_wasserstein`` returns KS (above 10,000 values a side
+with Kolmogorov's limiting p-value, within 1% of scipy's) and the normed Wasserstein
 distance from one merge; ``chi_square_tv`` chi-square and the total variation distance
 (half the L1 distance between the value shares) from one count.
 
@@ -152,22 +153,54 @@ def ks_wasserstein(
     mode: Literal["auto", "asymp"] = "auto",
 ) -> tuple[float, float | None, float]:
     """:func:`ks` and :func:`wasserstein` together, ``(d, p_value, normed distance)``: both
-    read the same merged CDFs, so above 10,000 values the pair costs one merge."""
+    read the same merged CDFs, so above 10,000 values the pair costs one merge, and there
+    the p-value is Kolmogorov's limit (see :func:`_ks_from_merge`)."""
     profile = profile_of(reference)
     ref, cur = profile.sorted_values, as_floats(current)
     if mode == "auto" and max(ref.size, cur.size) <= EXACT_KS_MAX_N:
         d, p_value = ks(profile, cur, mode=mode)
         return d, p_value, wasserstein(profile, cur)[0]
     merged, ref_cum = _merge(ref, cur)
-    d, p_value = _ks_from_merge(merged, ref_cum, ref.size, cur.size)
-    distance_ = _wasserstein_from_merge(merged, ref_cum, ref.size, cur.size)
-    return d, p_value, distance_ / max(profile.std, WASSERSTEIN_MIN_NORM)
+    d, distance_ = _ks_w_from_merge(merged, ref_cum, ref.size, cur.size)
+    return (
+        d,
+        _kolmogorov_p(d, ref.size, cur.size),
+        distance_ / max(profile.std, WASSERSTEIN_MIN_NORM),
+    )
+
+
+def _ks_w_from_merge(
+    merged: FloatArray, ref_cum: npt.NDArray[Any], n_ref: int, n_cur: int
+) -> tuple[float, float]:
+    """The KS statistic and the Wasserstein distance from one pass over ``F_ref - F_cur``:
+    KS where the next merged value differs (the ends of tied runs), Wasserstein weighted
+    by the gap to the next value; the same arithmetic as the two separate passes."""
+    diff = ref_cum[:-1] / n_ref
+    buffer = np.arange(1, merged.size, dtype=np.float64)
+    buffer -= ref_cum[:-1]
+    buffer /= n_cur
+    diff -= buffer
+    gaps = np.subtract(merged[1:], merged[:-1], out=buffer)
+    ends = gaps > 0
+    d_max = float(diff.max(where=ends, initial=0.0))
+    d_min = float(np.clip(-diff.min(where=ends, initial=0.0), 0, 1))
+    np.abs(diff, out=diff)
+    diff *= gaps
+    return (d_min if d_min > d_max else d_max), float(diff.sum())
+
+
+def _kolmogorov_p(d: float, n_ref: int, n_cur: int) -> float:
+    m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
+    return float(np.clip(stats.kstwobign.sf(d * np.sqrt(m * n / (m + n))), 0, 1))
 
 
 def _ks_from_merge(
     merged: FloatArray, ref_cum: npt.NDArray[Any], n_ref: int, n_cur: int
 ) -> tuple[float, float]:
-    """The exact statistic from the merged CDFs, scipy's asymptotic p-value."""
+    """The exact statistic from the merged CDFs and scipy's asymptotic p-value. (The drift
+    check takes Kolmogorov's limit ``kstwobign.sf(d * sqrt(en))`` instead: within 1% of
+    scipy's ``kstwo.sf(d, en)`` above 10,000 values a side, where that costs O(en):
+    0.16 s at en = 10^5, 1.7 s at 10^6, wherever p is below about 0.1.)"""
     group_ends = np.append(np.flatnonzero(merged[1:] != merged[:-1]), merged.size - 1)
     ref_counts = ref_cum[group_ends]
     diffs = ref_counts / n_ref - (group_ends + 1 - ref_counts) / n_cur

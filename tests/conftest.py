@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import polars as pl
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -121,6 +122,21 @@ def churn(client: TestClient) -> TestClient:
         == 201
     )
     return client
+
+
+def churn_reference_csv(rows: int = 40) -> bytes:
+    """A small CSV reference for ``churn``: every feature, prediction and target."""
+    frame = pl.DataFrame(
+        {
+            "age": [20.0 + i for i in range(rows)],
+            "plan": ["pro", "basic"] * (rows // 2),
+            "active": [True, False] * (rows // 2),
+            "note": ["hi"] * rows,
+            "prediction": [0, 1] * (rows // 2),
+            "target": [0, 1] * (rows // 2),
+        }
+    )
+    return frame.write_csv().encode()
 
 
 def churn_event(i: int, **overrides: Any) -> dict[str, Any]:

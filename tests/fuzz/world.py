@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import polars as pl
 from fastapi.testclient import TestClient
 
 from modelwatch.app import create_app
@@ -17,7 +16,7 @@ from modelwatch.domain import Scope
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
 from modelwatch.webhooks import generate_secret
-from tests.conftest import CHURN_SPEC, churn_event
+from tests.conftest import CHURN_SPEC, churn_event, churn_reference_csv
 
 __all__ = ["PIPELINE", "World", "world"]
 
@@ -36,20 +35,6 @@ class World:
 
     def headers(self, scope: Scope | None = Scope.ADMIN) -> dict[str, str]:
         return {} if scope is None else {"Authorization": f"Bearer {self.tokens[scope.value]}"}
-
-
-def _reference_csv(rows: int = 40) -> bytes:
-    frame = pl.DataFrame(
-        {
-            "age": [20.0 + i for i in range(rows)],
-            "plan": ["pro", "basic"] * (rows // 2),
-            "active": [True, False] * (rows // 2),
-            "note": ["hi"] * rows,
-            "prediction": [0, 1] * (rows // 2),
-            "target": [0, 1] * (rows // 2),
-        }
-    )
-    return frame.write_csv().encode()
 
 
 def _config(secret: str) -> Config:
@@ -73,7 +58,7 @@ def _populate(w: World) -> None:
     ok("POST", "/v1/models", 201, json=CHURN_SPEC)
     ok("POST", "/v1/models/churn/versions", 201, json={"version": "v1", "alias": "champion"})
     ok("POST", "/v1/models/churn/versions", 201, json={"version": "v2", "alias": "challenger"})
-    csv = {"content": _reference_csv(), "headers": {"content-type": "text/csv"}}
+    csv = {"content": churn_reference_csv(), "headers": {"content-type": "text/csv"}}
     ok("POST", "/v1/models/churn/versions/v1/reference", 201, **csv)
     events = [churn_event(i) for i in range(20)]
     ok("POST", "/v1/predictions", json={"model": "churn", "version": "v1", "events": events})

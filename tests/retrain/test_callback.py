@@ -23,7 +23,7 @@ from modelwatch.store.engine import Store
 from modelwatch.webhooks import generate_secret, signed_headers
 from retrain.trigger import new_webhook_id
 from tests.alerts.helpers import Results
-from tests.conftest import churn_event
+from tests.conftest import churn_event, churn_reference_csv
 from tests.retrain.conftest import Loop
 from tests.retrain.helpers import (
     PIPELINE,
@@ -40,20 +40,6 @@ T0 = 1_763_596_800  # 2025-11-20T00:00:00Z
 EVAL_HOUR = T0 + 48 * 3600  # a window of live traffic two days after the drift
 
 
-def _reference_csv(rows: int = 40) -> bytes:
-    frame = pl.DataFrame(
-        {
-            "age": [20.0 + i for i in range(rows)],
-            "plan": ["pro", "basic"] * (rows // 2),
-            "active": [True, False] * (rows // 2),
-            "note": ["hi"] * rows,
-            "prediction": [0, 1] * (rows // 2),
-            "target": [0, 1] * (rows // 2),
-        }
-    )
-    return frame.write_csv().encode()
-
-
 def _succeeded(retrain_id: str, version: str = "v3", csv: bytes | None = None) -> dict[str, Any]:
     return {
         "retrain_id": retrain_id,
@@ -64,7 +50,7 @@ def _succeeded(retrain_id: str, version: str = "v3", csv: bytes | None = None) -
             "description": "retrained after drift",
             "reference": {
                 "format": "csv",
-                "base64": base64.b64encode(csv or _reference_csv()).decode(),
+                "base64": base64.b64encode(csv or churn_reference_csv()).decode(),
             },
         },
     }
@@ -208,14 +194,14 @@ def test_another_pipelines_secret_cannot_report_on_this_retrain(
 def test_an_invalid_reference_registers_nothing(loop: Loop) -> None:
     api, store = loop.api, loop.world.store
     retrain_id = loop.request_retrain()
-    no_age = pl.read_csv(_reference_csv()).drop("age").write_csv().encode()
+    no_age = pl.read_csv(churn_reference_csv()).drop("age").write_csv().encode()
     missing = _post(api, _succeeded(retrain_id, csv=no_age))
     assert missing.status_code == 422
     errors = missing.json()["errors"]
     assert [(e["loc"], e["msg"]) for e in errors] == [
         (["version", "reference", "age"], "required column is missing")
     ]
-    bad_value = pl.read_csv(_reference_csv()).with_columns(pl.lit("old").alias("age"))
+    bad_value = pl.read_csv(churn_reference_csv()).with_columns(pl.lit("old").alias("age"))
     wrong = _post(api, _succeeded(retrain_id, csv=bad_value.write_csv().encode()))
     assert wrong.status_code == 422
     assert wrong.json()["errors"][0]["loc"] == ["version", "reference", "age"]

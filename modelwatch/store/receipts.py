@@ -53,5 +53,8 @@ class Receipts:
             self.store.insert(r)
             .values(source=receipt.source, webhook_id=receipt.webhook_id, received_at=now)
             .on_conflict_do_nothing()
+            .returning(r.c.webhook_id)
         )
-        return bool(done.rowcount)
+        # rowcount of INSERT .. ON CONFLICT DO NOTHING is -1 under psycopg; RETURNING
+        # lists only the row this transaction inserted.
+        return done.first() is not None

@@ -198,6 +198,8 @@ metric_results = Table(
     Column("detail", Text, nullable=False),
     Column("p_adjusted", Float, nullable=True),  # p_value adjusted over the run's tests
     Column("effect", Float, nullable=True),  # the effect size a drift verdict also needed
+    Column("band_low", Float, nullable=True),  # the band learnt from the reference chunks
+    Column("band_high", Float, nullable=True),
     Index("ix_metric_results_query", "version_id", "metric", "window_start_us"),
     Index("ix_metric_results_run", "run_id"),
 )

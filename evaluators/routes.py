@@ -156,6 +156,8 @@ def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, A
                 "ci_low": r["ci_low"],
                 "ci_high": r["ci_high"],
                 "threshold": r["threshold"],
+                "band_low": r["band_low"],
+                "band_high": r["band_high"],
                 "n": r["n"],
                 "status": r["status"],
                 "detail": r["detail"],

@@ -31,6 +31,9 @@ class MetricResult:
     class, a quantile such as ``p95``, a confusion cell ``actual|predicted``).
     ``p_adjusted`` is ``p_value`` adjusted for the other tests of the same run (drift
     tests over many columns) and ``effect`` the effect size a verdict also needed.
+    ``ci_low``/``ci_high`` bound the figure's sampling error; ``band_low``/``band_high``
+    are the threshold band learnt from the version's reference, outside which the figure
+    is a ``breach`` (unless the user set a threshold, which wins).
     """
 
     metric: str
@@ -46,3 +49,5 @@ class MetricResult:
     detail: str = ""
     p_adjusted: float | None = None
     effect: float | None = None
+    band_low: float | None = None
+    band_high: float | None = None

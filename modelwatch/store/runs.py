@@ -257,6 +257,8 @@ def _write_results(
             "p_value": res.p_value,
             "p_adjusted": res.p_adjusted,
             "effect": res.effect,
+            "band_low": res.band_low,
+            "band_high": res.band_high,
             "ci_low": res.ci_low,
             "ci_high": res.ci_high,
             "threshold": res.threshold,

@@ -22,6 +22,7 @@ from modelwatch.policies import (
     Change,
     Condition,
     DriftedShare,
+    OutsideBand,
     Selector,
     StatusIs,
     Threshold,
@@ -88,7 +89,7 @@ def needed_metrics(condition: Condition) -> set[str]:
         return {"data_drift"}
     if condition.challenger_beats_champion is not None:
         return {"champion_challenger"}
-    selector = condition.threshold or condition.change or condition.status
+    selector = condition.threshold or condition.change or condition.status or condition.outside_band
     assert selector is not None
     return {selector.metric}
 
@@ -99,6 +100,8 @@ def evaluate(condition: Condition, results: pl.DataFrame, champion_id: int | Non
         return _threshold(_select(results, condition.threshold), condition.threshold)  # type: ignore[arg-type]
     if kind == "status":
         return _status(_select(results, condition.status), condition.status)  # type: ignore[arg-type]
+    if kind == "outside_band":
+        return _outside_band(_select(results, condition.outside_band), condition.outside_band)  # type: ignore[arg-type]
     if kind == "drifted_share":
         share: DriftedShare = condition.drifted_share  # type: ignore[assignment]
         as_threshold = Threshold(
@@ -162,6 +165,30 @@ def _status(rows: pl.DataFrame, sel: StatusIs) -> list[Verdict]:
         )
         for r in rows.iter_rows(named=True)
     ]
+
+
+def _outside_band(rows: pl.DataFrame, sel: OutsideBand) -> list[Verdict]:
+    """Known figures with a band: breaching below ``band_low`` or above ``band_high``."""
+    out = []
+    for r in rows.iter_rows(named=True):
+        value, low, high = r["value"], r["band_low"], r["band_high"]
+        if r["status"] not in _KNOWN or value is None or low is None or high is None:
+            continue
+        below, above = value < low, value > high
+        breach = {"below": below, "above": above, "either": below or above}[sel.side]
+        edge = low if sel.side == "below" or (sel.side == "either" and below) else high
+        out.append(
+            Verdict(
+                r["version_id"],
+                _series(r, sel),
+                r["window_start_us"],
+                breach,
+                value,
+                edge,
+                sel.metric,
+            )
+        )
+    return out
 
 
 def _change(results: pl.DataFrame, sel: Change, champion_id: int | None) -> list[Verdict]:

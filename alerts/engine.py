@@ -169,6 +169,8 @@ class PolicyEngine:
             m.c.ci_high,
             m.c.threshold,
             m.c.status,
+            m.c.band_low,
+            m.c.band_high,
         ]
         query = select(*cols).where(
             m.c.version_id.in_(version_ids),
@@ -192,6 +194,8 @@ class PolicyEngine:
             "ci_high": pl.Float64,
             "threshold": pl.Float64,
             "status": pl.String,
+            "band_low": pl.Float64,
+            "band_high": pl.Float64,
         }
         return pl.DataFrame(rows, schema=schema, orient="row")
 

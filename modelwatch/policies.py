@@ -80,6 +80,13 @@ class StatusIs(Selector):
     status: Literal["breach", "insufficient_data", "no_baseline", "no_labels", "error"] = "breach"
 
 
+class OutsideBand(Selector):
+    """The figure left the threshold band learnt from the version's reference (results
+    without a band give no verdict); ``side`` narrows it to falling below or rising above."""
+
+    side: Literal["below", "above", "either"] = "either"
+
+
 class DriftedShare(_Strict):
     op: Op = ">"
     value: float = Field(ge=0, le=1)
@@ -95,6 +102,7 @@ class Condition(_Strict):
     threshold: Threshold | None = None
     change: Change | None = None
     status: StatusIs | None = None
+    outside_band: OutsideBand | None = None
     drifted_share: DriftedShare | None = None
     challenger_beats_champion: ChallengerBeatsChampion | None = None
     all: list[Condition] | None = None

@@ -1,7 +1,10 @@
-"""What multivariate drift learns from a reference, learnt once and cached with it.
+"""What is learnt from a reference, learnt once and cached with it.
 
-Two models are learnt here. For ``reconstruction_error``: the encoders (numeric features
-mean-imputed and standardised, categorical ones most-frequent-imputed and one-hot or
+Bands: a figure's mean and spread over window-sized reference chunks (``reference_chunks``,
+``learn_bands``), which realized performance metrics and label-free estimates judge windows by.
+
+Multivariate drift learns two models. For ``reconstruction_error``: the encoders (numeric
+features mean-imputed and standardised, categorical ones most-frequent-imputed and one-hot or
 frequency encoded), a PCA, the out-of-fold reconstruction errors of the reference rows and,
 per window-size bucket, the band the window's mean error should stay in. For
 ``domain_classifier``: the categorical codes and the encoded reference sample.
@@ -27,6 +30,8 @@ import numpy as np
 import polars as pl
 
 __all__ = [
+    "Band",
+    "Chunks",
     "DomainEncoder",
     "Encoder",
     "Reconstruction",
@@ -34,6 +39,8 @@ __all__ = [
     "fit_domain_encoder",
     "fit_encoder",
     "fit_reconstruction",
+    "learn_bands",
+    "reference_chunks",
     "size_bucket",
 ]
 
@@ -41,6 +48,9 @@ T = TypeVar("T")
 SLICE_ROWS = 1 << 17  # rows encoded at a time: bounds the memory of a 1M-row window
 OOF_FOLDS = 5  # the band is learnt from errors of rows the PCA did not see
 MIN_CHUNKS = 20  # fewer reference chunks than this: the band scales the row spread by 1/sqrt(n)
+MAX_CHUNKS = 200  # reference chunks a band is learnt from, evenly spaced over the reference
+BAND_CHUNKS = 50  # chunks a band needs: with 20 its spread is off by 16 % (sd of an sd)
+RESAMPLED_CHUNKS = 100  # window-sized resamples when the reference holds too few chunks
 MAX_CODES = 253  # HistGradientBoosting takes at most 255 categories; one more for "other"
 PCA_SEED = 16  # NannyML's
 
@@ -65,6 +75,71 @@ def cached(baseline: pl.DataFrame, key: Hashable, build: Callable[[], T]) -> T:
 def size_bucket(n: int) -> int:
     """Window sizes in quarter steps of log2 (within ±9 %), so bands are learnt per bucket."""
     return max(1, round(2 ** (round(4 * math.log2(max(n, 1))) / 4)))
+
+
+# --- bands from reference chunks ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """Window-sized pieces of a reference, ``size`` rows each, and how they were cut."""
+
+    frames: tuple[pl.DataFrame, ...]
+    size: int
+    how: str
+
+
+def reference_chunks(rows: pl.DataFrame, size: int, seed: int) -> Chunks:
+    """Consecutive chunks of ``size`` rows, as NannyML cuts its reference, when there are at
+    least ``BAND_CHUNKS`` (at most ``MAX_CHUNKS``, evenly spaced); else ``RESAMPLED_CHUNKS``
+    samples of min(size, rows) rows drawn with replacement, whose spread is that of a window
+    of that size from the reference's distribution. (Measured: 29 chunks of 1,024 put the
+    accuracy band's sd 19 % low and 1.7 % of null windows outside a 3 sd band.)"""
+    size = max(size, 1)
+    count = rows.height // size
+    if count >= BAND_CHUNKS:
+        picked = np.unique(np.linspace(0, count - 1, min(count, MAX_CHUNKS)).round().astype(int))
+        frames = tuple(rows.slice(int(i) * size, size) for i in picked)
+        return Chunks(frames, size, f"{picked.size} reference chunks of {size}")
+    used = min(size, rows.height)
+    rng = np.random.default_rng(seed)
+    frames = tuple(rows[rng.integers(0, rows.height, used)] for _ in range(RESAMPLED_CHUNKS))
+    return Chunks(frames, used, f"{RESAMPLED_CHUNKS} resamples of {used} reference rows")
+
+
+@dataclass(frozen=True)
+class Band:
+    """Mean and standard deviation of a figure over reference chunks of ``size`` rows."""
+
+    centre: float
+    spread: float
+    size: int
+    how: str
+
+    def edges(
+        self, n: int, sigmas: float, lo: float = -math.inf, hi: float = math.inf
+    ) -> tuple[float, float]:
+        """``centre ± sigmas · spread`` for a window of ``n`` rows (the spread scaled by
+        sqrt(size / n) from the chunks' size to the window's), clipped to [lo, hi]."""
+        half = sigmas * self.spread * math.sqrt(self.size / max(n, 1))
+        return max(lo, self.centre - half), min(hi, self.centre + half)
+
+
+def learn_bands(
+    chunks: Chunks, figures: Callable[[pl.DataFrame], dict[Hashable, float]]
+) -> dict[Hashable, Band]:
+    """Per figure key, the band of its values over the chunks (``figures`` gives a chunk's
+    figures; a key needs two chunks with a value)."""
+    values: dict[Hashable, list[float]] = {}
+    for frame in chunks.frames:
+        for key, value in figures(frame).items():
+            if math.isfinite(value):
+                values.setdefault(key, []).append(value)
+    return {
+        key: Band(float(np.mean(v)), float(np.std(v, ddof=1)), chunks.size, chunks.how)
+        for key, v in values.items()
+        if len(v) >= 2
+    }
 
 
 # --- encoding ---------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ and recall; DeLong for ROC AUC (macro: DeLong influences averaged over classes);
 normal approximation of a mean for log loss and Brier; Poisson bootstrap for F1 and
 macro precision and recall (over confusion cells), PR AUC and calibration error (over
 rows). ``bootstrap: 0`` turns bootstrap intervals off.
+
+Without a ``threshold``, headline figures are judged by the band learnt from the baseline's
+chunks of the window's size (:mod:`evaluators.metrics.sampled`).
 """
 
 from __future__ import annotations
@@ -473,6 +476,7 @@ class LogLoss(_ScoreMetric):
     key = "log_loss"
     description = "mean negative log-likelihood of the label; normal interval"
     higher_is_better = False
+    value_range = (0.0, math.inf)
 
     def evaluate(
         self, w: Scored, settings: IntervalSettings, ctx: EvalContext
@@ -488,6 +492,7 @@ class Brier(_ScoreMetric):
     key = "brier"
     description = "Brier score (binary: positive score; multiclass: summed over classes)"
     higher_is_better = False
+    value_range = (0.0, 2.0)
 
     def evaluate(
         self, w: Scored, settings: IntervalSettings, ctx: EvalContext
@@ -506,6 +511,7 @@ class CalibrationError(_ScoreMetric):
     key = "calibration_error"
     description = "expected calibration error over equal-width bins; bootstrap"
     higher_is_better = False
+    figure_options = ("n_bins",)
 
     def evaluate(
         self, w: Scored, settings: IntervalSettings, ctx: EvalContext

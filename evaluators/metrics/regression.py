@@ -13,11 +13,13 @@ or not finite are left out and counted in ``detail``. Errors are ``prediction - 
 - ``error_quantiles``: p50, p90, p95, p99 of the absolute error (numpy's linear
   interpolation); binomial order-statistic interval.
 
-``threshold`` marks ``breach`` above it (below it for ``r2``).
+``threshold`` marks ``breach`` above it (below it for ``r2``); without one, a figure outside
+the band learnt from the baseline's chunks is a ``breach`` (:mod:`evaluators.metrics.sampled`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -60,6 +62,7 @@ class _RegressionMetric(SampledMetric[Errors]):
     family = Family.REGRESSION
     tasks = frozenset({Task.REGRESSION})
     higher_is_better: ClassVar[bool | None] = False
+    value_range: ClassVar[tuple[float, float]] = (0.0, math.inf)
 
     def sample(self, ctx: EvalContext, rows: pl.DataFrame) -> Errors | MetricResult:
         if "prediction" not in rows.columns:
@@ -124,6 +127,7 @@ class R2(_RegressionMetric):
     key = "r2"
     description = "coefficient of determination; bootstrap interval"
     higher_is_better = True
+    value_range = (-math.inf, 1.0)
 
     def evaluate(
         self, w: Errors, settings: IntervalSettings, ctx: EvalContext
@@ -154,6 +158,9 @@ def _r2_statistic(centred: Floats, error: Floats) -> Statistic:
 class ErrorQuantiles(_RegressionMetric):
     key = "error_quantiles"
     description = "p50/p90/p95/p99 of the absolute error; order-statistic interval"
+
+    def has_band(self, result: MetricResult) -> bool:
+        return True
 
     def evaluate(
         self, w: Errors, settings: IntervalSettings, ctx: EvalContext

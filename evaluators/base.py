@@ -45,6 +45,7 @@ class Family(StrEnum):
     QUALITY = "quality"
     COST = "cost"
     COMPARISON = "comparison"
+    ESTIMATION = "estimation"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from evaluators.base import UnknownMetricError, metric_keys
 from modelwatch.domain import Task
 from modelwatch.monitors import CheckSpec, MonitorSpec
 
-__all__ = ["DEFAULT_CHECKS", "resolve_checks", "unknown_checks"]
+__all__ = ["DEFAULT_CHECKS", "ESTIMATION_CHECKS", "resolve_checks", "unknown_checks"]
 
 _QUALITY_AND_COST = [
     "data_drift",
@@ -53,11 +53,26 @@ DEFAULT_CHECKS: dict[Task, list[str]] = {
 }
 
 
-def resolve_checks(spec: MonitorSpec, task: Task) -> list[CheckSpec]:
-    """The monitor's checks, or the task's defaults (every default key is registered)."""
+# Label-free estimates: in the defaults of classification models that send scores.
+ESTIMATION_CHECKS = [
+    "estimated_accuracy",
+    "estimated_precision",
+    "estimated_recall",
+    "estimated_f1",
+    "estimated_specificity",
+    "estimated_roc_auc",
+]
+
+
+def resolve_checks(spec: MonitorSpec, task: Task, scores: bool = False) -> list[CheckSpec]:
+    """The monitor's checks, or the task's defaults (every default key is registered), with
+    the label-free estimates for a classification model that sends ``scores``."""
     if spec.checks:
         return list(spec.checks)
-    return [CheckSpec(metric=k) for k in DEFAULT_CHECKS[task]]
+    keys = DEFAULT_CHECKS[task]
+    if scores and task is not Task.REGRESSION:
+        keys = [*keys, *ESTIMATION_CHECKS]
+    return [CheckSpec(metric=k) for k in keys]
 
 
 def unknown_checks(spec: MonitorSpec) -> list[tuple[int, str]]:

@@ -96,7 +96,8 @@ class Runner:
 
     def evaluate(self, run: RunRecord) -> list[tuple[str, MetricResult]]:
         inputs = self._load(run)
-        checks = resolve_checks(inputs.monitor.spec, inputs.model.spec.task)
+        spec = inputs.model.spec
+        checks = resolve_checks(inputs.monitor.spec, spec.task, spec.scores)
         if not run.segment_key:
             return [("", r) for r in self._compute(inputs, checks, inputs.window, None)]
         column = self._segment_column(inputs.model, run.segment_key)

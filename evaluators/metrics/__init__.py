@@ -5,6 +5,7 @@ from evaluators.metrics import (  # noqa: F401
     classification,
     comparison,
     cost,
+    estimation,
     multivariate,
     quality,
     regression,

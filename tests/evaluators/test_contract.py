@@ -198,6 +198,9 @@ def _check(result: MetricResult, key: str, scenario: str) -> None:
         assert 0.0 <= result.p_value <= 1.0, result
     if result.ci_low is not None and result.ci_high is not None:
         assert result.ci_low <= result.ci_high + 1e-12, result
+    if result.band_low is not None or result.band_high is not None:
+        assert result.band_low is not None and result.band_high is not None, result
+        assert result.band_low <= result.band_high + 1e-12, result
     if result.status is Status.INSUFFICIENT_DATA:
         assert result.value is None, result
     if scenario in ("empty", "below_min_samples") and key not in ALARMS_ON_LOW_TRAFFIC:

@@ -1,0 +1,311 @@
+"""Label-free performance estimation for classification: what the window's accuracy, precision,
+recall, F1, specificity and ROC AUC are expected to be, from its scores, before labels arrive.
+
+Confidence-based performance estimation (CBPE) as NannyML does it
+(https://nannyml.readthedocs.io/en/stable/how_it_works/performance_estimation.html): with
+calibrated scores, a row predicted ``j`` whose class ``a`` has probability ``p_a`` adds ``p_a``
+to the expected confusion cell (actual ``a``, predicted ``j``). From the expected matrix ``E``:
+accuracy ``trace(E)/n``; per class one-vs-rest TP, FP, FN, TN and from them precision, recall,
+F1 ``2TP/(2TP+FP+FN)`` and specificity ``TN/(TN+FP)``; binary models report the positive class,
+multiclass ones the macro average over the classes (label ``macro``). ROC AUC: rows ranked by
+the class's score, the expected true-positive rate at each threshold ``Σ p / Σ_all p`` and the
+false-positive rate ``Σ (1-p) / Σ_all (1-p)``, the area by the trapezoid rule (NannyML's; we
+rank by the score as sent, which the realized AUC will use, and weight by the calibrated
+probability, so the isotonic map's flat steps add no ties; with labels as the weights this is
+exactly scikit-learn's ``roc_auc_score``).
+
+Calibration (:mod:`evaluators.calibration`): isotonic maps learnt from the baseline's scores and
+labels, kept only when they lower its expected calibration error; the decision and both errors
+are in every result's ``detail``. The estimate assumes calibrated scores and that the relation
+between features and labels has not changed (covariate shift only): under concept drift the
+scores stay confident while the model is wrong, and the estimate stays where it was.
+
+Bands, both from the figure's realized values on baseline chunks of the window's size
+(:func:`evaluators.learnt.reference_chunks`): the sampling-error band ``ci_low``/``ci_high``,
+``estimate ± z·sd`` (NannyML's sampling error; ``confidence`` sets z), where the realized figure
+of the window should lie; and the threshold band ``band_low``/``band_high``, ``mean ± sigmas·sd``
+(default 3, NannyML's thresholds), outside which the estimate is a ``breach``; a ``threshold``
+option (a lower bound) replaces it. Where the window's labels have joined, ``detail`` also gives
+the realized figure and the estimate's error.
+
+Models without scores, or a baseline without labels or scores, get ``not_applicable`` saying
+what is missing; no baseline gives ``no_baseline``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+
+from evaluators import learnt
+from evaluators.base import (
+    EvalContext,
+    Family,
+    Metric,
+    MetricResult,
+    Status,
+    Unavailable,
+    interval_settings,
+    register,
+)
+from evaluators.calibration import Calibration, fit_calibration
+from evaluators.intervals import Floats, Ints
+from evaluators.metrics.classification import _codes, _positive, _two_columns
+from modelwatch.domain import Task
+
+__all__ = ["Rows", "estimated_figures", "rows_of"]
+
+_NO_SCORES = "no scores: label-free estimation reads the model's scores, and it sends none"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A frame's usable rows: scores (n, K) as sent, predictions, labels (-1: not joined)."""
+
+    proba: Floats
+    pred: Ints
+    y: Ints
+    left_out: int
+
+
+def _score_columns(ctx: EvalContext) -> list[str]:
+    if _positive(ctx) is not None:
+        return ["score"]
+    return [f"score_{c}" for c in ctx.spec.class_list]
+
+
+def rows_of(ctx: EvalContext, frame: pl.DataFrame) -> Rows:
+    """Rows with every score finite in [0, 1] and a prediction among the classes."""
+    names, classes = _score_columns(ctx), tuple(ctx.spec.class_list)
+    missing = [c for c in names if c not in frame.columns or frame[c].null_count() == frame.height]
+    if missing or "prediction" not in frame.columns:
+        what = ", ".join(missing) if missing else "prediction"
+        raise Unavailable(Status.NOT_APPLICABLE, f"{_NO_SCORES} ({what} missing)", frame.height)
+    scores = frame.select(pl.col(names).cast(pl.Float64, strict=False)).to_numpy()
+    pred = _codes(frame["prediction"], classes)
+    y = _codes(frame["label"], classes) if "label" in frame.columns else np.full(pred.size, -1)
+    keep = np.all(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0), axis=1) & (pred >= 0)
+    positive = _positive(ctx)
+    proba = scores[keep] if positive is None else _two_columns(scores[keep, 0], positive)
+    return Rows(proba, pred[keep], y[keep], int(keep.size - np.count_nonzero(keep)))
+
+
+def _auc(order: Floats, weight: Floats) -> float:
+    """Trapezoidal area under (Σ(1-w), Σw) over thresholds at distinct ``order`` values,
+    rows taken in descending ``order``; NaN when either total is 0."""
+    ranked = np.argsort(-order, kind="stable")
+    ordered, w = order[ranked], weight[ranked]
+    ends = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1]
+    tp, fp = np.cumsum(w)[ends], np.cumsum(1.0 - w)[ends]
+    if tp[-1] <= 0.0 or fp[-1] <= 0.0:
+        return math.nan
+    tpr, fpr = np.r_[0.0, tp / tp[-1]], np.r_[0.0, fp / fp[-1]]
+    return float(np.sum((fpr[1:] - fpr[:-1]) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def _ratio(num: Floats, den: Floats) -> Floats:
+    out: Floats = np.divide(num, den, out=np.full(num.shape, np.nan), where=den > 0)
+    return out
+
+
+def estimated_figures(
+    p: Floats, pred: Ints, scores: Floats, positive: int | None
+) -> dict[str, float]:
+    """The six figures from class probabilities ``p`` (n, K) of rows predicted ``pred``
+    (``scores`` rank rows for ROC AUC). ``p`` one-hot on the labels gives the realized figures."""
+    k = p.shape[1]
+    onehot = np.zeros((pred.size, k))
+    onehot[np.arange(pred.size), pred] = 1.0
+    e = p.T @ onehot  # (actual, predicted)
+    n = float(pred.size)
+    tp = np.diag(e)
+    fp, fn = e.sum(axis=0) - tp, e.sum(axis=1) - tp
+    tn = n - tp - fp - fn
+    per_class = {
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2.0 * tp, 2.0 * tp + fp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "roc_auc": np.array([_auc(scores[:, c], p[:, c]) for c in range(k)]),
+    }
+    out = {"accuracy": float(np.trace(e) / n) if n else math.nan}
+    for name, values in per_class.items():
+        if positive is not None:
+            out[name] = float(values[positive])
+        else:
+            finite = values[np.isfinite(values)]
+            out[name] = float(finite.mean()) if finite.size else math.nan
+    return out
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """What is learnt from a baseline: the calibration map."""
+
+    calibration: Calibration
+
+
+def _fit(ctx: EvalContext, baseline: pl.DataFrame) -> Estimator:
+    rows = rows_of(ctx, baseline)
+    labelled = rows.y >= 0
+    if np.count_nonzero(labelled) < 2:
+        detail = "the baseline has no labels: the calibration is learnt from its scores and labels"
+        raise Unavailable(Status.NOT_APPLICABLE, detail, ctx.window.height)
+    calibration = fit_calibration(rows.proba[labelled], rows.y[labelled], _positive(ctx))
+    return Estimator(calibration)
+
+
+def _realized(ctx: EvalContext, frame: pl.DataFrame) -> dict[Hashable, float]:
+    rows = rows_of(ctx, frame)
+    known = rows.y >= 0
+    y, proba = rows.y[known], rows.proba[known]
+    if y.size == 0:
+        return {}
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(y.size), y] = 1.0
+    figures: dict[Hashable, float] = {}
+    figures.update(estimated_figures(onehot, rows.pred[known], proba, _positive(ctx)))
+    return figures
+
+
+@dataclass(frozen=True)
+class Estimate:
+    figures: dict[str, float]
+    realized: dict[Hashable, float]
+    bands: dict[Hashable, learnt.Band]
+    n: int
+    detail: str
+
+
+def _estimate(ctx: EvalContext) -> Estimate:
+    baseline = ctx.baseline
+    if baseline is None:
+        raise Unavailable(Status.NO_BASELINE, "no baseline", ctx.window.height)
+    rows = rows_of(ctx, ctx.window)
+    n = rows.pred.size
+    if n < max(ctx.min_samples, 1):
+        detail = f"{n} usable rows, fewer than the minimum {ctx.min_samples}"
+        raise Unavailable(Status.INSUFFICIENT_DATA, detail, n)
+    positive = _positive(ctx)
+    estimator = learnt.cached(baseline, ("cbpe", positive), lambda: _fit(ctx, baseline))
+    size, seed = learnt.size_bucket(n), int(ctx.option("seed", 0))
+
+    def learn() -> dict[Hashable, learnt.Band]:
+        labelled = baseline.filter(pl.col("label").is_not_null())
+        chunks = learnt.reference_chunks(labelled, size, seed)
+        return learnt.learn_bands(chunks, lambda chunk: _realized(ctx, chunk))
+
+    bands = learnt.cached(baseline, ("cbpe bands", positive, size, seed), learn)
+    p = estimator.calibration.apply(rows.proba, positive)
+    figures = estimated_figures(p, rows.pred, rows.proba, positive)
+    labelled = rows.y >= 0
+    realized: dict[Hashable, float] = {}
+    if labelled.any():
+        onehot = np.zeros_like(rows.proba[labelled])
+        onehot[np.arange(onehot.shape[0]), rows.y[labelled]] = 1.0
+        pred, scores = rows.pred[labelled], rows.proba[labelled]
+        realized.update(estimated_figures(onehot, pred, scores, positive))
+    notes = [estimator.calibration.describe()]
+    if rows.left_out:
+        notes.append(f"{rows.left_out} rows without a usable score or prediction left out")
+    return Estimate(figures, realized, bands, n, "; ".join(notes))
+
+
+class _Estimated(Metric):
+    family: ClassVar[Family] = Family.ESTIMATION
+    tasks: ClassVar[frozenset[Task]] = frozenset({Task.BINARY, Task.MULTICLASS})
+    figure: ClassVar[str]
+
+    def compute(self, ctx: EvalContext) -> list[MetricResult]:
+        label = None if self.figure == "accuracy" or _positive(ctx) is not None else "macro"
+        try:
+            settings = interval_settings(ctx.options)
+            sigmas = ctx.option("sigmas", 3.0)
+            threshold = _threshold(ctx.option("threshold", None))
+            if isinstance(sigmas, bool) or not isinstance(sigmas, int | float) or not sigmas > 0:
+                raise Unavailable(Status.ERROR, f"option 'sigmas' must be positive: {sigmas!r}")
+            est = ctx.memoised("cbpe estimate", ctx.window, lambda: _estimate(ctx))
+        except Unavailable as skip:
+            return [self.unavailable(skip, label=label)]
+        value = est.figures[self.figure]
+        if not math.isfinite(value):
+            why = "undefined in this window (no expected positives or negatives)"
+            return [self.status_only(Status.NOT_APPLICABLE, est.n, why, label=label)]
+        details = [est.detail]
+        fields: dict[str, float | None] = {}
+        band = est.bands.get(self.figure)
+        status = Status.OK
+        if band is not None:
+            half = settings.z * band.spread * math.sqrt(band.size / est.n)
+            fields = {"ci_low": max(0.0, value - half), "ci_high": min(1.0, value + half)}
+            low, high = band.edges(est.n, sigmas, 0.0, 1.0)
+            if threshold is None:
+                fields |= {"band_low": low, "band_high": high}
+                status = Status.BREACH if not low <= value <= high else Status.OK
+            details.append(f"band [{low:.4g}, {high:.4g}] from {band.how}")
+        if threshold is not None:
+            fields["threshold"] = threshold
+            status = Status.BREACH if value < threshold else Status.OK
+        real = est.realized.get(self.figure)
+        if real is not None and math.isfinite(real):
+            details.append(f"realized {real:.4f}, estimate's error {value - real:+.4f}")
+        return [
+            self.result(
+                value, est.n, label=label, status=status, detail="; ".join(details), **fields
+            )
+        ]
+
+
+def _threshold(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise Unavailable(Status.ERROR, f"option 'threshold' must be a number, got {value!r}")
+    return float(value)
+
+
+@register
+class EstimatedAccuracy(_Estimated):
+    key = "estimated_accuracy"
+    description = "accuracy expected from the calibrated scores, no labels needed (CBPE)"
+    figure = "accuracy"
+
+
+@register
+class EstimatedPrecision(_Estimated):
+    key = "estimated_precision"
+    description = "precision expected from the calibrated scores (CBPE)"
+    figure = "precision"
+
+
+@register
+class EstimatedRecall(_Estimated):
+    key = "estimated_recall"
+    description = "recall expected from the calibrated scores (CBPE)"
+    figure = "recall"
+
+
+@register
+class EstimatedF1(_Estimated):
+    key = "estimated_f1"
+    description = "F1 expected from the calibrated scores (CBPE)"
+    figure = "f1"
+
+
+@register
+class EstimatedSpecificity(_Estimated):
+    key = "estimated_specificity"
+    description = "specificity expected from the calibrated scores (CBPE)"
+    figure = "specificity"
+
+
+@register
+class EstimatedRocAuc(_Estimated):
+    key = "estimated_roc_auc"
+    description = "ROC AUC expected from the calibrated scores (NannyML's CBPE estimate)"
+    figure = "roc_auc"

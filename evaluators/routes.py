@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from evaluators.checks import unknown_checks
 from modelwatch.auth import Principal
 from modelwatch.domain import Scope
-from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
 from modelwatch.monitors import MonitorSpec
+from modelwatch.pages import body_next, decode_cursor, page_of
 from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
-from modelwatch.store.results import ResultQuery, query_results
+from modelwatch.store.results import DEFAULT_ROWS, MAX_ROWS, ResultQuery, query_results
 from modelwatch.store.runs import RunRecord, RunStore
 from modelwatch.timeutil import us_to_datetime
 
@@ -119,9 +120,22 @@ def _us(value: datetime | None) -> int | None:
     return int(value.timestamp() * 1_000_000)
 
 
-def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
+def _monitor_id(request: Request, model_id: int, name: str | None) -> int | None:
+    if name is None:
+        return None
+    monitor = _monitors(request).get_by_name(name)
+    if monitor.model_id != model_id:
+        raise NotFoundError(f"no monitor named {name!r} on this model")
+    return monitor.id
+
+
+def _results(
+    request: Request, response: Response, name: str, params: dict[str, Any]
+) -> dict[str, Any]:
     registry: Registry = request.app.state.registry
+    after = decode_cursor(params["cursor"], (int, str, int))
     model = registry.get_model(name)
+    monitor_id = _monitor_id(request, model.id, params["monitor"])
     versions = {v.id: v for v in registry.list_versions(model)}
     if params["version"] is not None:
         versions = {v.id: v for v in versions.values() if v.version == params["version"]}
@@ -135,11 +149,15 @@ def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, A
         since_us=_us(params["since"]),
         until_us=_us(params["until"]),
         current_only=not params["all_runs"],
-        limit=params["limit"],
+        limit=params["limit"] + 1,
+        monitor_id=monitor_id,
+        after=after,
     )
     rows = query_results(request.app.state.store, query)
+    page = page_of(rows, params["limit"], lambda r: (r["window_start_us"], r["metric"], r["id"]))
     return {
         "model": model.name,
+        **body_next(request, response, page),
         "results": [
             {
                 "version": versions[r["version_id"]].version,
@@ -164,7 +182,7 @@ def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, A
                 "run_id": r["run_id"],
                 "current": bool(r["current"]),
             }
-            for r in rows
+            for r in page.items
         ],
     }
 
@@ -173,6 +191,8 @@ def _results(request: Request, name: str, params: dict[str, Any]) -> dict[str, A
 async def get_results(
     name: str,
     request: Request,
+    response: Response,
+    monitor: str | None = Query(None, description="only this monitor's results (its name)"),
     metric: str | None = None,
     version: str | None = None,
     column: str | None = None,
@@ -180,10 +200,16 @@ async def get_results(
     since: datetime | None = None,
     until: datetime | None = None,
     all_runs: bool = Query(False, description="include results superseded by later runs"),
-    limit: int = Query(10_000, ge=1, le=50_000),
+    limit: int = Query(
+        DEFAULT_ROWS, ge=1, le=MAX_ROWS, description=f"page size (default {DEFAULT_ROWS})"
+    ),
+    cursor: str | None = Query(None, description="the `next` of the previous page"),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """Results in pages: `next` (and a `Link` header) carries on where a full page stopped."""
     params = {
+        "monitor": monitor,
+        "cursor": cursor,
         "metric": metric,
         "version": version,
         "column": column,
@@ -193,5 +219,5 @@ async def get_results(
         "all_runs": all_runs,
         "limit": limit,
     }
-    result: dict[str, Any] = await run_in_threadpool(_results, request, name, params)
+    result: dict[str, Any] = await run_in_threadpool(_results, request, response, name, params)
     return result

@@ -114,21 +114,27 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection in a transaction that ends (under the deadline) with the block."""
         with (
             self._translated("store unreachable"),
             self.engine.connect() as conn,
             self._watched(conn),
+            conn.begin(),
         ):
             yield conn
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One transaction: committed when the block exits cleanly, rolled back otherwise."""
+        """One transaction: committed when the block exits cleanly, rolled back otherwise.
+
+        The transaction is begun and ended inside the deadline: a COMMIT sent into a
+        partition waits as long as any statement, so it is watched like one."""
         with (
             self._write_lock or nullcontext(),
             self._translated("store write failed"),
-            self.engine.begin() as conn,
+            self.engine.connect() as conn,
             self._watched(conn),
+            conn.begin(),
         ):
             yield conn
 

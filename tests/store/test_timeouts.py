@@ -68,6 +68,17 @@ def test_a_silent_postgres_is_a_store_error_within_the_timeouts(
     assert took < SMALL.client_deadline_s + SLACK_S
     proxy.heal()
     store.ping()  # the pool recovers by itself
+
+    def commit_into_a_partition() -> None:
+        with store.write() as conn:
+            conn.exec_driver_sql("SELECT 1")
+            proxy.partition()  # the COMMIT is the first thing sent into it
+
+    took, exc = _elapsed(commit_into_a_partition)
+    assert isinstance(exc, StoreError) and "did not answer within" in str(exc)
+    assert took < SMALL.client_deadline_s + SLACK_S
+    proxy.heal()
+    store.ping()
     store.dispose()
 
 

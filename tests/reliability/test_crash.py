@@ -45,6 +45,7 @@ class Batch:
     body: dict[str, Any]
     ids: list[str]
     sends: int = 0
+    last_answer: str = ""
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Clients:
         self.stop = threading.Event()
         self.kills_done = threading.Event()
         self.batches = list(batches)
+        self.in_flight = 0  # taken from the queue and not yet acknowledged or put back
         self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(CLIENTS)]
 
     def start(self) -> None:
@@ -106,8 +108,17 @@ class Clients:
             t.start()
 
     def remaining(self) -> int:
+        """Batches not yet acknowledged, counting those a client holds (sending, or
+        backing off before putting one back)."""
         with self.lock:
-            return len(self.todo)
+            return len(self.todo) + self.in_flight
+
+    def unsent(self) -> str:
+        """The batches still to send, with the last answer each got."""
+        with self.lock:
+            return "\n".join(
+                f"{b.path} {b.ids[0]}..: {b.sends} sends, last {b.last_answer}" for b in self.todo
+            )
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -120,11 +131,13 @@ class Clients:
     def _take(self) -> Batch | None:
         with self.lock:
             if self.todo:
+                self.in_flight += 1
                 return self.todo.pop(self.rng.randrange(len(self.todo)))
             if self.kills_done.is_set():
                 return None
             with self.ledger.lock:
                 self.ledger.resent_after_ack += 1
+            self.in_flight += 1
             return self.rng.choice(self.batches)
 
     def _run(self) -> None:
@@ -139,9 +152,12 @@ class Clients:
     def _send(self, client: httpx.Client, batch: Batch) -> None:
         batch.sends += 1
         try:
-            ok = client.post(batch.path, json=batch.body).status_code == 200
-        except httpx.HTTPError:
+            answer = client.post(batch.path, json=batch.body)
+            ok = answer.status_code == 200
+            batch.last_answer = f"{answer.status_code} {answer.text[:200]}"
+        except httpx.HTTPError as exc:
             ok = False
+            batch.last_answer = repr(exc)
         with self.ledger.lock:
             self.ledger.sends += 1
             if ok:
@@ -149,13 +165,15 @@ class Clients:
                     self.ledger.acked[(batch.path, i)] += 1
             else:
                 self.ledger.failures += 1
-        if ok and self.rng.random() < 0.1 and batch.sends == 1:
-            with self.lock, self.ledger.lock:
-                self.ledger.resent_after_ack += 1
-                self.todo.append(batch)
-        elif not ok:
+        if not ok:
             time.sleep(0.25)  # the server is down: back off a little, as the SDK does
-            with self.lock:
+        with self.lock:
+            self.in_flight -= 1
+            if not ok:
+                self.todo.append(batch)
+            elif self.rng.random() < 0.1 and batch.sends == 1:
+                with self.ledger.lock:
+                    self.ledger.resent_after_ack += 1
                 self.todo.append(batch)
 
 
@@ -193,7 +211,9 @@ def test_ingest_survives_sigkill_with_every_ack_stored_once(
         _kill_during_traffic(api, clients, rng)
         clients.kills_done.set()
         clients.join(timeout=120)
-        assert clients.remaining() == 0, "clients could not send everything:\n" + api.tail()
+        assert clients.remaining() == 0, (
+            f"clients could not send everything:\n{clients.unsent()}\n{api.tail()}"
+        )
     finally:
         clients.stop.set()
         api.stop()

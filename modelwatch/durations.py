@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import PlainSerializer, ValidatorFunctionWrapHandler, WrapValidator
 
 __all__ = ["Duration", "format_duration", "parse_duration"]
 
@@ -35,13 +35,28 @@ def format_duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _validate(value: object) -> int:
-    if isinstance(value, (str, int, float)):
-        return parse_duration(value)
-    raise ValueError("a duration is a string like '15m', '1h' or '7d'")
+class _Written(int):
+    """Seconds that remember how they were written, so ``7d`` is shown as ``7d``, not ``1w``."""
+
+    text: str = ""
+
+
+def _validate(value: object, check: ValidatorFunctionWrapHandler) -> int:
+    if not isinstance(value, (str, int, float)):
+        raise ValueError("a duration is a string like '15m', '1h' or '7d'")
+    written = _Written(check(parse_duration(value)))  # the field's bounds (ge=...) apply
+    if isinstance(value, str):
+        written.text = value.strip()
+    return written
+
+
+def _show(seconds: int) -> str:
+    return getattr(seconds, "text", "") or format_duration(seconds)
 
 
 Duration = Annotated[
-    int, BeforeValidator(_validate), PlainSerializer(format_duration, return_type=str)
+    int,
+    WrapValidator(_validate),
+    PlainSerializer(_show, return_type=str),
 ]
 """Seconds, written and shown as ``15m``/``1h``/``7d``."""

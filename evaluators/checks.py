@@ -6,7 +6,13 @@ from evaluators.base import UnknownMetricError, metric_keys
 from modelwatch.domain import Task
 from modelwatch.monitors import CheckSpec, MonitorSpec
 
-__all__ = ["DEFAULT_CHECKS", "ESTIMATION_CHECKS", "resolve_checks", "unknown_checks"]
+__all__ = [
+    "DEFAULT_CHECKS",
+    "ESTIMATION_CHECKS",
+    "LOSS_ESTIMATION_CHECKS",
+    "resolve_checks",
+    "unknown_checks",
+]
 
 _QUALITY_AND_COST = [
     "data_drift",
@@ -62,16 +68,23 @@ ESTIMATION_CHECKS = [
     "estimated_specificity",
     "estimated_roc_auc",
 ]
+# Direct loss estimation: in the defaults of regression models whose reference has targets.
+LOSS_ESTIMATION_CHECKS = ["estimated_mae", "estimated_rmse"]
 
 
-def resolve_checks(spec: MonitorSpec, task: Task, scores: bool = False) -> list[CheckSpec]:
+def resolve_checks(
+    spec: MonitorSpec, task: Task, scores: bool = False, targets: bool = False
+) -> list[CheckSpec]:
     """The monitor's checks, or the task's defaults (every default key is registered), with
-    the label-free estimates for a classification model that sends ``scores``."""
+    the label-free estimates for a classification model that sends ``scores`` and for a
+    regression model whose reference has ``targets``."""
     if spec.checks:
         return list(spec.checks)
     keys = DEFAULT_CHECKS[task]
     if scores and task is not Task.REGRESSION:
         keys = [*keys, *ESTIMATION_CHECKS]
+    if targets and task is Task.REGRESSION:
+        keys = [*keys, *LOSS_ESTIMATION_CHECKS]
     return [CheckSpec(metric=k) for k in keys]
 
 

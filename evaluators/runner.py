@@ -97,7 +97,9 @@ class Runner:
     def evaluate(self, run: RunRecord) -> list[tuple[str, MetricResult]]:
         inputs = self._load(run)
         spec = inputs.model.spec
-        checks = resolve_checks(inputs.monitor.spec, spec.task, spec.scores)
+        base = inputs.baseline
+        targets = base is not None and "label" in base.columns and base["label"].is_not_null().any()
+        checks = resolve_checks(inputs.monitor.spec, spec.task, spec.scores, targets)
         if not run.segment_key:
             return [("", r) for r in self._compute(inputs, checks, inputs.window, None)]
         column = self._segment_column(inputs.model, run.segment_key)

@@ -6,6 +6,7 @@ from evaluators.metrics import (  # noqa: F401
     comparison,
     cost,
     estimation,
+    estimation_regression,
     multivariate,
     quality,
     regression,

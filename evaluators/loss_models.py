@@ -1,0 +1,89 @@
+"""The loss models learnt from a regression reference, for direct loss estimation (DLE).
+
+Direct loss estimation as NannyML does it
+(https://nannyml.readthedocs.io/en/stable/how_it_works/performance_estimation.html#direct-loss-estimation-dle):
+a second model learns, from the reference rows whose target is known, each row's loss from its
+features and the monitored model's prediction; a window's expected loss is the mean of the
+predicted losses of its rows. NannyML fits LightGBM; here it is scikit-learn's
+``HistGradientBoostingRegressor`` (the same histogram gradient boosting, default settings,
+``random_state`` the seed), one for the absolute error and one for the squared error.
+
+The reference is split: a seeded random ``FIT_FRACTION`` of its labelled rows fits the models,
+the rest (``held_out``, in the reference's order) is where the bands are learnt, from its
+chunks (:func:`evaluators.learnt.reference_chunks`): the realized loss of rows the loss models
+never saw is what windows are compared with. Features are encoded as the domain classifier
+encodes them (:class:`evaluators.learnt.DomainEncoder`: numeric values with NaN for missing,
+category codes), the prediction is the last column. Learnt once per reference frame and cached
+(:func:`evaluators.learnt.cached`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from evaluators import learnt
+from evaluators.intervals import Floats
+
+__all__ = ["FIT_FRACTION", "LossModels", "fit_loss_models", "fit_rows"]
+
+FIT_FRACTION = 0.5
+
+
+def fit_rows(n: int, seed: int) -> np.ndarray:
+    """Which of ``n`` labelled reference rows fit the loss models (a seeded random half)."""
+    picked = np.random.default_rng(seed).permutation(n)[: round(n * FIT_FRACTION)]
+    mask = np.zeros(n, dtype=bool)
+    mask[picked] = True
+    return mask
+
+
+@dataclass(frozen=True)
+class LossModels:
+    """Two fitted regressors (absolute and squared error) and the rows they did not see."""
+
+    encoder: learnt.DomainEncoder
+    absolute: Any
+    squared: Any
+    held_out: pl.DataFrame
+    fitted: int
+
+    def matrix(self, frame: pl.DataFrame, prediction: Floats) -> np.ndarray:
+        return np.column_stack([self.encoder.transform(frame), prediction])
+
+    def predict(self, frame: pl.DataFrame, prediction: Floats) -> tuple[Floats, Floats]:
+        """Each row's expected absolute and squared error (a loss is never negative, so
+        predictions below 0 are clipped to 0, as NannyML does)."""
+        x = self.matrix(frame, prediction)
+        absolute = np.maximum(np.asarray(self.absolute.predict(x), dtype=np.float64), 0.0)
+        squared = np.maximum(np.asarray(self.squared.predict(x), dtype=np.float64), 0.0)
+        return absolute, squared
+
+
+def _regressor(categorical: np.ndarray, seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor  # slow to import
+
+    return HistGradientBoostingRegressor(
+        categorical_features=categorical if categorical.any() else None, random_state=seed
+    )
+
+
+def fit_loss_models(
+    rows: pl.DataFrame, numeric: Sequence[str], categorical: Sequence[str], seed: int
+) -> LossModels:
+    """Fit on the seeded half of ``rows`` (reference rows with a finite ``label`` and
+    ``prediction``, both Float64); the other half is kept for the bands."""
+    mask = fit_rows(rows.height, seed)
+    fit = rows.filter(pl.Series(mask))
+    encoder = learnt.fit_domain_encoder(fit, numeric, categorical)
+    prediction = fit["prediction"].to_numpy()
+    error = prediction - fit["label"].to_numpy()
+    x = np.column_stack([encoder.transform(fit), prediction])
+    kinds = np.append(encoder.categorical_mask, False).astype(bool)
+    absolute = _regressor(kinds, seed).fit(x, np.abs(error))
+    squared = _regressor(kinds, seed).fit(x, error**2)
+    return LossModels(encoder, absolute, squared, rows.filter(pl.Series(~mask)), fit.height)

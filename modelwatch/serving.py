@@ -4,9 +4,10 @@
 Bodies are bounded in size and time by :mod:`modelwatch.limits`; uvicorn bounds the
 rest of a connection: an idle keep-alive connection is closed after
 :data:`KEEP_ALIVE_S` (longer than the SDK's flush interval, so its batches reuse
-their connection; a load balancer in front should idle out sooner), and request
-headers are capped at :data:`MAX_HEADER_BYTES` (h11). uvicorn has no timeout for
-slow request headers: past one machine, a proxy or load balancer in front enforces it.
+their connection; a load balancer in front should idle out sooner). A request's
+line and headers must arrive within ``MODELWATCH_HEADER_TIMEOUT_S`` (408 beyond) and
+stay under :data:`MAX_HEADER_BYTES` (431 beyond): uvicorn bounds neither, so the
+API runs on :class:`modelwatch.http_protocol.GuardedHttpProtocol`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from modelwatch.http_protocol import MAX_HEADER_BYTES
+
 __all__ = ["KEEP_ALIVE_S", "MAX_HEADER_BYTES", "UVICORN_LIMITS", "BackgroundServer"]
 
 KEEP_ALIVE_S = 20
-MAX_HEADER_BYTES = 64 * 1024
 UVICORN_LIMITS: dict[str, Any] = {
     "timeout_keep_alive": KEEP_ALIVE_S,
+    "http": "modelwatch.http_protocol:GuardedHttpProtocol",
     "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
 }
 

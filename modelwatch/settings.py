@@ -11,6 +11,7 @@
 | ``MODELWATCH_MAX_JSON_BYTES`` | largest body of every other route | 1 MiB |
 | ``MODELWATCH_BODY_TIMEOUT_S`` | seconds a client has to send a whole body (408 beyond) | 30 |
 | ``MODELWATCH_UPLOAD_TIMEOUT_S`` | the same for reference uploads and retrain callbacks | 300 |
+| ``MODELWATCH_HEADER_TIMEOUT_S`` | seconds to send a request's line and headers (408 beyond) | 10 |
 | ``MODELWATCH_WORKERS`` | ``modelwatch serve``: API processes (``--workers``) | 1 |
 | ``MODELWATCH_SCHEDULER_STATE`` | set by ``serve --workers N``: its scheduler's state file | none |
 | ``MODELWATCH_LOG_LEVEL`` | Python logging level name | ``INFO`` |
@@ -75,6 +76,7 @@ __all__ = [
     "ENV_DB_STATEMENT_TIMEOUT_S",
     "ENV_DELIVERY_LEASE_S",
     "ENV_DEMO_SLACK_CHANNEL",
+    "ENV_HEADER_TIMEOUT_S",
     "ENV_LOG_LEVEL",
     "ENV_MAX_BATCH_EVENTS",
     "ENV_MAX_BODY_BYTES",
@@ -112,6 +114,7 @@ ENV_MAX_JSON_BYTES = "MODELWATCH_MAX_JSON_BYTES"
 ENV_MAX_INFLIGHT_BATCHES = "MODELWATCH_MAX_INFLIGHT_BATCHES"
 ENV_BODY_TIMEOUT_S = "MODELWATCH_BODY_TIMEOUT_S"
 ENV_UPLOAD_TIMEOUT_S = "MODELWATCH_UPLOAD_TIMEOUT_S"
+ENV_HEADER_TIMEOUT_S = "MODELWATCH_HEADER_TIMEOUT_S"
 ENV_LOG_LEVEL = "MODELWATCH_LOG_LEVEL"
 ENV_WORKERS = "MODELWATCH_WORKERS"
 ENV_SCHEDULER_STATE = "MODELWATCH_SCHEDULER_STATE"
@@ -192,6 +195,7 @@ class Settings:
     max_inflight_batches: int = 16
     body_timeout_s: float = 30.0
     upload_timeout_s: float = 300.0
+    header_timeout_s: float = 10.0
     log_level: str = "INFO"
     metrics_top_features: int = 10
     report_dir: str = "./modelwatch-reports"
@@ -217,6 +221,7 @@ class Settings:
             max_inflight_batches=_int(env, ENV_MAX_INFLIGHT_BATCHES, cls.max_inflight_batches),
             body_timeout_s=_int(env, ENV_BODY_TIMEOUT_S, int(cls.body_timeout_s)),
             upload_timeout_s=_int(env, ENV_UPLOAD_TIMEOUT_S, int(cls.upload_timeout_s)),
+            header_timeout_s=_seconds(env, ENV_HEADER_TIMEOUT_S, cls.header_timeout_s),
             log_level=env.get(ENV_LOG_LEVEL) or "INFO",
             metrics_top_features=_int(env, ENV_METRICS_TOP_FEATURES, cls.metrics_top_features),
             report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,

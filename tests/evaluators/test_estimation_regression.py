@@ -36,11 +36,11 @@ KEYS = ["estimated_mae", "estimated_rmse"]
 def regression_frame(n: int, seed: int, shift: float = 0.0, concept: bool = False) -> pl.DataFrame:
     """prediction = 2·x1 + x2, the target's mean; the noise's sd is 0.3 + 0.7·|x1|
     (heteroscedastic), so moving x1 away from 0 (``shift``) raises the error. ``concept``:
-    the noise follows |x2| instead, a changed relation between features and target."""
+    the noise's sd is 0.3 + 1.4·|x2| instead, a changed relation between features and target."""
     rng = np.random.default_rng(seed)
     x1, x2 = rng.normal(shift, 1.0, n), rng.normal(0.0, 1.0, n)
     prediction = 2.0 * x1 + x2
-    sd = 0.3 + 0.7 * np.abs(x2 if concept else x1)
+    sd = 0.3 + 1.4 * np.abs(x2) if concept else 0.3 + 0.7 * np.abs(x1)
     return pl.DataFrame(
         {"x1": x1, "x2": x2, "prediction": prediction, "label": prediction + rng.normal(0, sd)}
     )

@@ -29,6 +29,7 @@ _QUALITY_AND_COST = [
     "resource_per_1k",
     "cost_per_1k",
     "champion_challenger",
+    "champion_challenger_sequential",
     "cost_diff",
 ]
 DEFAULT_CHECKS: dict[Task, list[str]] = {

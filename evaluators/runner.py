@@ -22,6 +22,8 @@ from sqlalchemy import func, select, text
 
 from evaluators.base import EvalContext, Family, Metric, get_metric
 from evaluators.checks import resolve_checks
+from evaluators.metrics.comparison_sequential import CHAMPION_OPTION, PRIOR_OPTION
+from evaluators.metrics.comparison_sequential import KEY as SEQUENTIAL_KEY
 from evaluators.windows import US
 from modelwatch.domain import Alias
 from modelwatch.monitors import Baseline, CheckSpec
@@ -101,13 +103,13 @@ class Runner:
         targets = base is not None and "label" in base.columns and base["label"].is_not_null().any()
         checks = resolve_checks(inputs.monitor.spec, spec.task, spec.scores, targets)
         if not run.segment_key:
-            return [("", r) for r in self._compute(inputs, checks, inputs.window, None)]
+            return [("", r) for r in self._compute(inputs, checks, inputs.window, None, "")]
         column = self._segment_column(inputs.model, run.segment_key)
         out: list[tuple[str, MetricResult]] = []
         for (value,), part in inputs.window.group_by(column, maintain_order=True):
             segment = f"{run.segment_key}={'' if value is None else value}"
             only = pl.col(column).is_null() if value is None else pl.col(column) == value
-            out += [(segment, r) for r in self._compute(inputs, checks, part, only)]
+            out += [(segment, r) for r in self._compute(inputs, checks, part, only, segment)]
         return out
 
     # --- loading -------------------------------------------------------------
@@ -199,6 +201,7 @@ class Runner:
         checks: list[CheckSpec],
         window: pl.DataFrame,
         segment: pl.Expr | None,
+        segment_name: str,
     ) -> list[MetricResult]:
         out: list[MetricResult] = []
         memo: dict[Hashable, Any] = {}
@@ -206,7 +209,7 @@ class Runner:
             metric = get_metric(check.metric)
             if inputs.model.spec.task not in metric.tasks:
                 continue
-            ctx = self._context(inputs, metric, check, window, segment, memo)
+            ctx = self._context(inputs, metric, check, window, segment, memo, segment_name)
             if ctx is None:
                 continue
             out += _safe_compute(metric, ctx)
@@ -220,6 +223,7 @@ class Runner:
         window: pl.DataFrame,
         segment: pl.Expr | None,
         memo: dict[Hashable, Any],
+        segment_name: str = "",
     ) -> EvalContext | None:
         spec = inputs.monitor.spec
         options: dict[str, Any] = {
@@ -239,6 +243,9 @@ class Runner:
                 ctx_window = ctx_window.filter(segment)
             challenger = window
             options.setdefault("challenger_usage", inputs.usage)
+            if metric.key == SEQUENTIAL_KEY:
+                options[CHAMPION_OPTION] = champion.version
+                options[PRIOR_OPTION] = self._prior_sequential(inputs, segment_name)
         return EvalContext(
             spec=inputs.model.spec,
             window=ctx_window,
@@ -266,20 +273,48 @@ class Runner:
             cached.append(self._usage(champion.id, inputs.run))
         return cached[0], cached[1]
 
+    def _prior_sequential(self, inputs: _Inputs, segment: str) -> list[tuple[int, str, str]]:
+        """The sequential comparison's earlier windows (their current results), which the
+        metric sums: (window start, figure, detail)."""
+        m = t.metric_results
+        query = (
+            select(m.c.window_start_us, m.c.label, m.c.detail)
+            .where(
+                m.c.version_id == inputs.run.version_id,
+                m.c.metric == SEQUENTIAL_KEY,
+                m.c.window_start_us < inputs.run.window_start_us,
+                m.c.monitor_id == inputs.run.monitor_id,
+                m.c.current == 1,
+                m.c.segment == segment,
+            )
+            .order_by(m.c.window_start_us)
+        )
+        with self.store.read() as conn:
+            return [(int(a), str(b), str(c)) for a, b, c in conn.execute(query)]
+
     def _expected_volume(
         self, model: ModelRecord, version_id: int, run: RunRecord, window_s: int
     ) -> float | None:
-        """Mean events per window over the previous windows that had traffic."""
+        """Mean events per full window over the previous windows that had traffic.
+
+        The windows holding the version's first and last event are left out: traffic
+        that began or stopped inside them fills them only in part, and a partial
+        window would lower what a full one is expected to hold."""
         window_us = window_s * US
         start = run.window_start_us - VOLUME_HISTORY * window_us
-        sql = text(
-            f'SELECT COUNT(*), COUNT(DISTINCT ts_us / :w) FROM "{model.layout.events.name}" '
-            "WHERE version_id = :v AND ts_us >= :a AND ts_us < :b"
+        events = model.layout.events.name
+        per_window = text(
+            f'SELECT ts_us / :w, COUNT(*) FROM "{events}" '
+            "WHERE version_id = :v AND ts_us >= :a AND ts_us < :b GROUP BY ts_us / :w"
         )
+        bounds = text(f'SELECT MIN(ts_us), MAX(ts_us) FROM "{events}" WHERE version_id = :v')
         params = {"w": window_us, "v": version_id, "a": start, "b": run.window_start_us}
         with self.store.read() as conn:
-            events, windows = conn.execute(sql, params).one()
-        return float(events) / float(windows) if windows else None
+            counts = conn.execute(per_window, params).all()
+            first, last = conn.execute(bounds, {"v": version_id}).one()
+        partial = set() if first is None else {first // window_us, last // window_us}
+        full = [int(n) for k, n in counts if int(k) not in partial]
+        return sum(full) / len(full) if full else None
 
     def _rejected(self, version_id: int, run: RunRecord) -> int:
         """Events the collector refused for this version while the window was open."""

@@ -31,7 +31,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PLANNED_N", "Sequence", "half_width", "paired", "rho_squared", "two_sample"]
+__all__ = [
+    "PLANNED_N",
+    "Sequence",
+    "Stats",
+    "add_stats",
+    "from_stats",
+    "half_width",
+    "paired",
+    "rho_squared",
+    "two_sample",
+]
 
 Floats = npt.NDArray[np.float64]
 ArrayLike = Floats | float
@@ -124,3 +134,31 @@ def two_sample(
     t = n1 + n2
     sigma = np.sqrt(t * (v1 / n1 + v2 / n2))
     return _sequence(m2 - m1, t, sigma, alpha, planned_n)
+
+
+Stats = dict[str, list[float]]
+"""Summed statistics as stored with a result: ``{"pairs": [n, sum, sum_sq]}`` for paired
+differences, ``{"champion": [...], "challenger": [...]}`` for two samples (the tested
+difference is challenger - champion)."""
+_SIDES = {"pairs": ("pairs",), "split": ("champion", "challenger")}
+
+
+def add_stats(first: Stats, second: Stats) -> Stats:
+    """The element-wise sum of two statistics of the same form."""
+    if set(first) != set(second):
+        raise ValueError(f"cannot add statistics of sides {sorted(first)} and {sorted(second)}")
+    return {k: [a + b for a, b in zip(first[k], second[k], strict=True)] for k in first}
+
+
+def from_stats(stats: Stats, alpha: float = 0.05, planned_n: float = PLANNED_N) -> Sequence:
+    """The sequence of stored statistics (:data:`Stats`); ValueError if they are malformed."""
+    for sides in _SIDES.values():
+        if set(stats) == set(sides) and all(len(stats[s]) == 3 for s in sides):
+            if sides == ("pairs",):
+                n, total, total_sq = stats["pairs"]
+                return paired(n, total, total_sq, alpha, planned_n)
+            first, second = stats["champion"], stats["challenger"]
+            return two_sample(
+                (first[0], first[1], first[2]), (second[0], second[1], second[2]), alpha, planned_n
+            )
+    raise ValueError(f"statistics need 'pairs' or 'champion' and 'challenger' triples: {stats!r}")

@@ -11,12 +11,15 @@ into its state under a policy's ``for`` and ``within``.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 import polars as pl
 
+from modelwatch import sequential
 from modelwatch.policies import (
     ChallengerBeatsChampion,
     Change,
@@ -42,6 +45,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 _KNOWN = ("ok", "breach")
+SEQUENTIAL_METRIC = "champion_challenger_sequential"
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,8 @@ def needed_metrics(condition: Condition) -> set[str]:
     if condition.drifted_share is not None:
         return {"data_drift"}
     if condition.challenger_beats_champion is not None:
-        return {"champion_challenger"}
+        sequential = condition.challenger_beats_champion.test == "sequential"
+        return {SEQUENTIAL_METRIC if sequential else "champion_challenger"}
     selector = condition.threshold or condition.change or condition.status or condition.outside_band
     assert selector is not None
     return {selector.metric}
@@ -228,30 +233,39 @@ def _change(results: pl.DataFrame, sel: Change, champion_id: int | None) -> list
 
 
 def _beats(results: pl.DataFrame, cond: ChallengerBeatsChampion) -> list[Verdict]:
+    sequential = cond.test == "sequential"
+    metric = SEQUENTIAL_METRIC if sequential else "champion_challenger"
     rows = results.filter(
-        (pl.col("metric") == "champion_challenger")
+        (pl.col("metric") == metric)
         & (pl.col("label") == cond.metric)
         & (pl.col("segment") == "")
         & pl.col("status").is_in(_KNOWN)
     )
     out = []
     for r in rows.iter_rows(named=True):
-        low, high = r["ci_low"], r["ci_high"]
-        if low is None or high is None:
+        bounds = _always_valid(r, cond.alpha) if sequential else (r["ci_low"], r["ci_high"])
+        if bounds is None or bounds[0] is None or bounds[1] is None:
             continue
-        wins = high < -cond.margin if cond.lower_is_better else low > cond.margin
+        low, high = bounds
+        wins = high < -cond.margin if cond.lower_wins else low > cond.margin
         out.append(
             Verdict(
-                r["version_id"],
-                (),
-                r["window_start_us"],
-                wins,
-                r["value"],
-                cond.margin,
-                "champion_challenger",
+                r["version_id"], (), r["window_start_us"], wins, r["value"], cond.margin, metric
             )
         )
     return out
+
+
+def _always_valid(row: dict[str, object], alpha: float) -> tuple[float, float] | None:
+    """The always-valid interval at the policy's ``alpha`` from the summed statistics the
+    sequential comparison stored (``total``, ``planned_n`` in its JSON detail)."""
+    try:
+        detail = orjson.loads(str(row.get("detail") or ""))
+        seq = sequential.from_stats(detail["total"], alpha, float(detail["planned_n"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+    low, high = float(seq.low), float(seq.high)
+    return None if math.isnan(low) or math.isnan(high) else (low, high)
 
 
 def _combine(children: list[list[Verdict]], require_all: bool) -> list[Verdict]:

@@ -171,6 +171,7 @@ class PolicyEngine:
             m.c.status,
             m.c.band_low,
             m.c.band_high,
+            m.c.detail,
         ]
         query = select(*cols).where(
             m.c.version_id.in_(version_ids),
@@ -196,6 +197,7 @@ class PolicyEngine:
             "status": pl.String,
             "band_low": pl.Float64,
             "band_high": pl.Float64,
+            "detail": pl.String,
         }
         return pl.DataFrame(rows, schema=schema, orient="row")
 

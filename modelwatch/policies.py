@@ -92,10 +92,42 @@ class DriftedShare(_Strict):
     value: float = Field(ge=0, le=1)
 
 
+SEQUENTIAL_FIGURES = {"accuracy": False, "log_loss": True, "mae": True, "mse": True}
+"""The figures the sequential comparison sums, and whether lower favours the challenger."""
+
+
 class ChallengerBeatsChampion(_Strict):
+    """The challenger beats the champion by more than ``margin``.
+
+    ``test: sequential`` (the default) reads ``champion_challenger_sequential``: the
+    always-valid interval at ``alpha`` of (challenger - champion) over every window since
+    the comparison started must lie wholly above ``margin`` (below ``-margin`` where lower
+    is better), which stays valid however many windows are looked at. ``test: window``
+    reads ``champion_challenger``: that window's own confidence interval, a fresh test
+    per window. ``lower_is_better`` unset means: by the figure for ``sequential``
+    (log loss, MAE and MSE), False for ``window``."""
+
     metric: str = "accuracy"
     margin: float = Field(0.0, ge=0)
-    lower_is_better: bool = False
+    lower_is_better: bool | None = None
+    test: Literal["sequential", "window"] = "sequential"
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _figure(self) -> Self:
+        if self.test == "sequential" and self.metric not in SEQUENTIAL_FIGURES:
+            raise ValueError(
+                f"metric {self.metric!r} has no sequential test; test: sequential takes "
+                f"{sorted(SEQUENTIAL_FIGURES)} (or set test: window)"
+            )
+        return self
+
+    @property
+    def lower_wins(self) -> bool:
+        """Whether a lower figure favours the challenger."""
+        if self.lower_is_better is not None:
+            return self.lower_is_better
+        return self.test == "sequential" and SEQUENTIAL_FIGURES[self.metric]
 
 
 class Condition(_Strict):

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
@@ -74,12 +75,18 @@ def test_drift_retrain_challenger_promotion(world: DemoWorld) -> None:
     m = t.metric_results
     with world.store.read() as conn:
         rows = conn.execute(
-            select(m.c.label, m.c.value, m.c.ci_low, m.c.status).where(
-                m.c.version_id == v3.id, m.c.metric == "champion_challenger", m.c.segment == ""
+            select(m.c.label, m.c.value, m.c.ci_high, m.c.status, m.c.detail).where(
+                m.c.version_id == v3.id,
+                m.c.metric == "champion_challenger_sequential",
+                m.c.segment == "",
             )
         ).all()
-    wins = [r for r in rows if r.label == "f1" and r.status == "ok" and r.ci_low > WIN_MARGIN]
+    # the always-valid interval of the log-loss difference, summed over v3's windows
+    wins = [
+        r for r in rows if r.label == "log_loss" and r.status == "ok" and r.ci_high < -WIN_MARGIN
+    ]
     assert wins, rows
+    assert max(orjson.loads(r.detail)["windows"] for r in wins) > 1
     fired = AlertStore(world.store).for_policy("fraud-challenger-wins").values()
     assert [a.labels["version"] for a in fired] == ["v3"]
     assert world.alias("v1") is None and world.alias("v2") == "shadow"

@@ -29,7 +29,10 @@ def _config(url: str, promote: dict[str, Any]) -> Any:
         "name": WINS,
         "model": "churn",
         "severity": "info",
-        "condition": {"challenger_beats_champion": {"metric": "accuracy", "margin": 0.01}},
+        # the per-window test: one stored window's CI decides
+        "condition": {
+            "challenger_beats_champion": {"metric": "accuracy", "margin": 0.01, "test": "window"}
+        },
         "actions": ["notify", {"promote": promote}],
     }
     deployer = {"name": "deployer", "url": url, "secrets": [DEPLOY_SECRET]}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from alerts.conditions import needed_metrics
@@ -16,6 +16,14 @@ from modelwatch.domain import Scope
 from modelwatch.durations import Duration
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
+from modelwatch.pages import (
+    body_next,
+    cursor_param,
+    decode_cursor,
+    limit_param,
+    page_list,
+    page_of,
+)
 from modelwatch.pipelines import pipeline_refs
 from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
@@ -25,7 +33,7 @@ __all__ = ["router"]
 router = APIRouter(
     prefix="/v1", tags=["alerts"], default_response_class=ORJSONResponse, route_class=ApiRoute
 )
-_STATES = "^(pending|firing|resolved|inactive)$"
+_STATES = "^(pending|firing|resolved|inactive|all)$"
 
 
 def _alerting(request: Request) -> AlertingService:
@@ -42,12 +50,22 @@ def _policy_json(spec: PolicySpec, source: str) -> dict[str, Any]:
 
 
 @router.get("/policies")
-def list_policies(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+def list_policies(
+    request: Request,
+    response: Response,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    """The config's and the API's policies by name (unique across both), in pages:
+    `next` (and a `Link` header) carries on where a page stopped."""
+    after = decode_cursor(cursor, (str,))
     service = _alerting(request)
-    return {
-        "policies": [_policy_json(p, "config") for p in service.config.policies]
-        + [_policy_json(p, "api") for p in service.alerts.policies()]
-    }
+    every = [_policy_json(p, "config") for p in service.config.policies] + [
+        _policy_json(p, "api") for p in service.alerts.policies()
+    ]
+    page = page_list(every, lambda p: (p["name"],), after, limit)
+    return {"policies": page.items, **body_next(request, response, page)}
 
 
 @router.post("/policies", status_code=201)
@@ -109,13 +127,28 @@ def _alert_json(a: AlertRecord, silence: SilenceRecord | None, muted: bool) -> d
 @router.get("/alerts")
 def list_alerts(
     request: Request,
-    state: str | None = Query(None, pattern=_STATES),
+    response: Response,
+    state: str | None = Query(
+        None,
+        pattern=_STATES,
+        description="only alerts in this state; `all` (as when omitted) is every state, "
+        "resolved and inactive included",
+    ),
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """Alerts by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
+    after = decode_cursor(cursor, (int,))
     service = _alerting(request)
-    every = service.alerts.all()
-    shown = [a for a in every if state is None or a.state == state]
-    return {"alerts": _alerts_json(service, shown, every)}
+    states = None if state in (None, "all") else [str(state)]
+    rows = service.alerts.all(states, int(after[0]) if after else None, limit + 1)
+    page = page_of(rows, limit, lambda a: (a.id,))
+    firing = service.alerts.all([FIRING])
+    return {
+        "alerts": _alerts_json(service, page.items, firing),
+        **body_next(request, response, page),
+    }
 
 
 @router.get("/alerts/{alert_id}")
@@ -200,9 +233,22 @@ def create_silence(
 
 
 @router.get("/silences")
-def list_silences(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+def list_silences(
+    request: Request,
+    response: Response,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    """Silences by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
+    after = decode_cursor(cursor, (int,))
     now = datetime.now(UTC)
-    return {"silences": [_silence_json(s, now) for s in _alerting(request).alerts.silences()]}
+    rows = _alerting(request).alerts.silence_page(int(after[0]) if after else None, limit + 1)
+    page = page_of(rows, limit, lambda s: (s.id,))
+    return {
+        "silences": [_silence_json(s, now) for s in page.items],
+        **body_next(request, response, page),
+    }
 
 
 @router.delete("/silences/{silence_id}")

@@ -14,7 +14,7 @@ from modelwatch.domain import Scope
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
 from modelwatch.monitors import MonitorSpec
-from modelwatch.pages import body_next, decode_cursor, page_of
+from modelwatch.pages import body_next, cursor_param, decode_cursor, limit_param, page_of
 from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
 from modelwatch.store.results import DEFAULT_ROWS, MAX_ROWS, ResultQuery, query_results
@@ -82,10 +82,19 @@ def create_monitor(
 
 @router.get("/monitors")
 def list_monitors(
-    request: Request, model: str | None = None, _: Principal = Requires(Scope.READ)
+    request: Request,
+    response: Response,
+    model: str | None = None,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
+    _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """Monitors by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
+    after = decode_cursor(cursor, (int,))
     model_id = request.app.state.registry.get_model(model).id if model else None
-    return {"monitors": [monitor_json(m) for m in _monitors(request).list(model_id)]}
+    rows = _monitors(request).list(model_id, int(after[0]) if after else None, limit + 1)
+    page = page_of(rows, limit, lambda m: (m.id,))
+    return {"monitors": [monitor_json(m) for m in page.items], **body_next(request, response, page)}
 
 
 @router.get("/monitors/{monitor_id}")
@@ -99,16 +108,23 @@ def get_monitor(
 def list_runs(
     monitor_id: DbId,
     request: Request,
-    limit: int = Query(50, ge=1, le=1000),
+    response: Response,
+    limit: int = limit_param(50),
     status: str | None = Query(None, pattern="^(pending|running|done|failed)$"),
+    cursor: str | None = cursor_param(),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """A monitor's runs, newest first, in pages: `next` (and a `Link` header) carries on."""
+    after = decode_cursor(cursor, (int,))
     monitor = _monitors(request).get(monitor_id)
     runs = RunStore(request.app.state.store)
+    rows = runs.list(monitor_id, limit + 1, status, int(after[0]) if after else None)
+    page = page_of(rows, limit, lambda r: (r.id,))
     return {
         "monitor": monitor_json(monitor),
         "counts": runs.counts(monitor_id),
-        "runs": [run_json(r) for r in runs.list(monitor_id, limit, status)],
+        "runs": [run_json(r) for r in page.items],
+        **body_next(request, response, page),
     }
 
 

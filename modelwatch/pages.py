@@ -15,11 +15,27 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Query, Request, Response
 
 from modelwatch.errors import FieldError, ValidationFailed
 
-__all__ = ["Page", "body_next", "decode_cursor", "encode_cursor", "page_of", "publish_next"]
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_PAGE",
+    "Page",
+    "body_next",
+    "cursor_param",
+    "decode_cursor",
+    "encode_cursor",
+    "limit_param",
+    "page_list",
+    "page_of",
+    "publish_next",
+]
+
+# Page size of list routes whose rows are small records (models, alerts, audit records...).
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 T = TypeVar("T")
 Key = tuple[int | str, ...]
@@ -73,6 +89,27 @@ def publish_next(request: Request, response: Response, cursor: str | None) -> st
     url = str(request.url.include_query_params(cursor=cursor))
     response.headers["Link"] = f'<{url}>; rel="next"'
     return url
+
+
+def page_list(
+    items: Sequence[T], key: Callable[[T], Key], after: Key | None, limit: int
+) -> Page[T]:
+    """A page of a list held in memory (config-declared rows), ordered by ``key``."""
+    ordered = sorted(items, key=key)
+    rest = ordered if after is None else [i for i in ordered if key(i) > after]
+    return page_of(rest[: limit + 1], limit, key)
+
+
+def cursor_param() -> Any:
+    """The ``cursor`` query parameter every paged route takes."""
+    return Query(None, description="the `next` of the previous page (omit for the first page)")
+
+
+def limit_param(default: int = DEFAULT_PAGE, maximum: int = MAX_PAGE) -> Any:
+    """The ``limit`` query parameter: a page size from 1 to ``maximum``."""
+    return Query(
+        default, ge=1, le=maximum, description=f"page size (default {default}, at most {maximum})"
+    )
 
 
 def body_next(request: Request, response: Response, page: Page[Any]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +12,14 @@ from modelwatch.auth import Principal
 from modelwatch.domain import Scope
 from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, Requires, parse_json, read_body, require
+from modelwatch.pages import (
+    body_next,
+    cursor_param,
+    decode_cursor,
+    limit_param,
+    page_list,
+    page_of,
+)
 from modelwatch.settings import Settings
 from modelwatch.webhooks import HEADER_SIGNATURE
 from retrain.callback import CallbackIn, CallbackService
@@ -73,25 +81,39 @@ def _callback(body: bytes) -> CallbackIn:
 @router.get("/retrain")
 def list_retrains(
     request: Request,
+    response: Response,
     model: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """Retrain requests, newest first, in pages: `next` (and a `Link` header) carries on."""
+    after = decode_cursor(cursor, (int,))
     service = _service(request)
     model_id = request.app.state.registry.get_model(model).id if model else None
-    return {"retrains": [r.to_json() for r in service.retrain.recent(model_id, limit)]}
+    rows = service.retrain.recent(model_id, limit + 1, int(after[0]) if after else None)
+    page = page_of(rows, limit, lambda r: (r.id,))
+    return {"retrains": [r.to_json() for r in page.items], **body_next(request, response, page)}
 
 
 @router.get("/approvals")
 def list_approvals(
     request: Request,
+    response: Response,
     status: Literal["pending", "approved", "rejected"] | None = None,
     model: str | None = None,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
+    """Approvals, newest first, in pages: `next` (and a `Link` header) carries on."""
+    after = decode_cursor(cursor, (int,))
     service = _service(request)
     model_id = request.app.state.registry.get_model(model).id if model else None
-    return {"approvals": service.retrain.approvals(model_id, status)}
+    before = int(after[0]) if after else None
+    rows = service.retrain.approvals(model_id, status, before, limit + 1)
+    page = page_of(rows, limit, lambda a: (a["id"],))
+    return {"approvals": page.items, **body_next(request, response, page)}
 
 
 class DecisionIn(BaseModel):
@@ -112,21 +134,30 @@ def decide_approval(
 
 
 @router.get("/pipelines")
-def list_pipelines(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
+def list_pipelines(
+    request: Request,
+    response: Response,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    """The config's pipeline endpoints by name, in pages: `next` (and a `Link` header)
+    carries on where a page stopped."""
+    after = decode_cursor(cursor, (str,))
     service = _service(request)
     disabled = service.retrain.disabled_endpoints()
-    return {
-        "pipelines": [
-            {
-                "name": p.name,
-                "url": p.url,
-                "max_age": p.max_age,
-                "secrets": len(p.secrets),
-                "disabled": disabled.get(p.name),
-            }
-            for p in service.sender.pipelines.values()
-        ]
-    }
+    every: list[dict[str, Any]] = [
+        {
+            "name": p.name,
+            "url": p.url,
+            "max_age": p.max_age,
+            "secrets": len(p.secrets),
+            "disabled": disabled.get(p.name),
+        }
+        for p in service.sender.pipelines.values()
+    ]
+    page = page_list(every, lambda p: (p["name"],), after, limit)
+    return {"pipelines": page.items, **body_next(request, response, page)}
 
 
 @router.post("/pipelines/{name}/enable")

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelwatch.auth import Principal
 from modelwatch.domain import VERSION_PATTERN, Alias, ModelSpec, Scope
 from modelwatch.http import ApiRoute, ORJSONResponse, Requires
+from modelwatch.pages import body_next, cursor_param, decode_cursor, limit_param, page_of
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
 from modelwatch.store.stats import VersionStats, label_stats, version_stats
 from modelwatch.timeutil import us_to_datetime
@@ -75,8 +76,21 @@ def create_model(
 
 
 @router.get("/models")
-def list_models(request: Request, _: Principal = Requires(Scope.READ)) -> dict[str, Any]:
-    return {"models": [_model_summary(m) for m in _registry(request).list_models()]}
+def list_models(
+    request: Request,
+    response: Response,
+    limit: int = limit_param(),
+    cursor: str | None = cursor_param(),
+    _: Principal = Requires(Scope.READ),
+) -> dict[str, Any]:
+    """Models by name, in pages: `next` (and a `Link` header) carries on where a page stopped."""
+    after = decode_cursor(cursor, (str,))
+    rows = _registry(request).list_models(str(after[0]) if after else None, limit + 1)
+    page = page_of(rows, limit, lambda m: (m.name,))
+    return {
+        "models": [_model_summary(m) for m in page.items],
+        **body_next(request, response, page),
+    }
 
 
 def _model_detail(request: Request, name: str) -> dict[str, Any]:

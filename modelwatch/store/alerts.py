@@ -15,6 +15,7 @@ from modelwatch.policies import Matcher, PolicySpec
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
+from modelwatch.store.paging import keyset
 from modelwatch.timeutil import utcnow
 
 __all__ = ["AlertRecord", "AlertStore", "GroupRecord", "SilenceRecord", "fingerprint"]
@@ -141,8 +142,11 @@ class AlertStore:
         self.store = store
 
     # --- alerts --------------------------------------------------------------
-    def all(self, states: list[str] | None = None) -> list[AlertRecord]:
-        query = select(t.alerts).order_by(t.alerts.c.id)
+    def all(
+        self, states: list[str] | None = None, after: int | None = None, limit: int | None = None
+    ) -> list[AlertRecord]:
+        """Alerts by id (in ``states`` when given); ``after``/``limit`` give a page."""
+        query = keyset(select(t.alerts), t.alerts.c.id, after, limit)
         if states:
             query = query.where(t.alerts.c.state.in_(states))
         with self.store.read() as conn:
@@ -262,9 +266,16 @@ class AlertStore:
         return self.get_silence(silence_id)
 
     def silences(self, active_at: datetime | None = None) -> list[SilenceRecord]:
-        with self.store.read() as conn:
-            rows = [_silence(r) for r in conn.execute(select(t.silences).order_by(t.silences.c.id))]
+        rows = self.silence_page()
         return [s for s in rows if active_at is None or s.active(active_at)]
+
+    def silence_page(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[SilenceRecord]:
+        """Silences by id; ``after``/``limit`` give a page."""
+        query = keyset(select(t.silences), t.silences.c.id, after, limit)
+        with self.store.read() as conn:
+            return [_silence(r) for r in conn.execute(query)]
 
     # --- groups --------------------------------------------------------------
     def group(

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Row, select
 
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
+from modelwatch.store.paging import keyset
 from modelwatch.timeutil import utcnow
 
 __all__ = ["MODEL_PROMOTED", "SYSTEM", "AuditLog", "AuditRecord", "record"]
@@ -103,10 +104,10 @@ class AuditLog:
         before_id: int | None = None,
         limit: int = 100,
     ) -> list[AuditRecord]:
-        """Newest first. ``action`` matches exactly, or as a prefix when it ends in ``.``
-        or ``*`` (``retrain.`` is every retrain record)."""
+        """Newest first, older than ``before_id``. ``action`` matches exactly, or as a
+        prefix when it ends in ``.`` or ``*`` (``retrain.`` is every retrain record)."""
         a = t.audit_log
-        query = select(a).order_by(a.c.id.desc()).limit(limit)
+        query = keyset(select(a), a.c.id, before_id, limit, newest_first=True)
         if action:
             prefix = action.rstrip("*")
             exact = prefix == action and not action.endswith(".")
@@ -120,7 +121,5 @@ class AuditLog:
             query = query.where(a.c.at >= since)
         if until is not None:
             query = query.where(a.c.at < until)
-        if before_id is not None:
-            query = query.where(a.c.id < before_id)
         with self.store.read() as conn:
             return [_record(r) for r in conn.execute(query)]

@@ -59,7 +59,12 @@ class Ledger:
                 for v in challengers
             ],
             "versions": [
-                {"version": v.version, "alias": v.alias, "created_at": _iso(v.created_at)}
+                {
+                    "id": v.id,
+                    "version": v.version,
+                    "alias": v.alias,
+                    "created_at": _iso(v.created_at),
+                }
                 for v in versions
             ],
         }

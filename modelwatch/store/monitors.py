@@ -15,6 +15,7 @@ from modelwatch.monitors import MonitorSpec
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
+from modelwatch.store.paging import keyset
 from modelwatch.store.registry import Registry
 from modelwatch.timeutil import utcnow
 
@@ -124,8 +125,11 @@ class MonitorStore:
             raise NotFoundError(f"no monitor named {name!r}")
         return _record(row)
 
-    def list(self, model_id: int | None = None) -> list[MonitorRecord]:
-        query = select(t.monitors).order_by(t.monitors.c.id)
+    def list(
+        self, model_id: int | None = None, after: int | None = None, limit: int | None = None
+    ) -> list[MonitorRecord]:
+        """Monitors by id; ``after``/``limit`` give a page."""
+        query = keyset(select(t.monitors), t.monitors.c.id, after, limit)
         if model_id is not None:
             query = query.where(t.monitors.c.model_id == model_id)
         with self.store.read() as conn:

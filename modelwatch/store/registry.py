@@ -18,6 +18,7 @@ from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.layout import ModelLayout
+from modelwatch.store.paging import keyset
 from modelwatch.timeutil import utcnow
 
 __all__ = ["ModelRecord", "Registry", "VersionRecord"]
@@ -141,9 +142,11 @@ class Registry:
             self._models[record.name] = record
         return record
 
-    def list_models(self) -> list[ModelRecord]:
+    def list_models(self, after: str | None = None, limit: int | None = None) -> list[ModelRecord]:
+        """Models by name; ``after``/``limit`` give a page (names are unique)."""
+        query = keyset(select(t.models), t.models.c.name, after, limit)
         with self.store.read() as conn:
-            rows = conn.execute(select(t.models).order_by(t.models.c.name)).all()
+            rows = conn.execute(query).all()
         return [_model_from_row(r) for r in rows]
 
     # versions ---------------------------------------------------------------

@@ -23,6 +23,7 @@ from modelwatch.outbox import Outbox
 from modelwatch.store import audit
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
+from modelwatch.store.paging import keyset
 from modelwatch.timeutil import utcnow
 
 __all__ = [
@@ -212,9 +213,12 @@ class RetrainStore:
             raise NotFoundError(f"no retrain request {uid!r}")
         return _request(row)
 
-    def recent(self, model_id: int | None = None, limit: int = 100) -> list[RetrainRequest]:
+    def recent(
+        self, model_id: int | None = None, limit: int = 100, before: int | None = None
+    ) -> list[RetrainRequest]:
+        """Requests newest first, older than ``before``."""
         r = t.retrain_requests
-        query = select(r).order_by(r.c.id.desc()).limit(limit)
+        query = keyset(select(r), r.c.id, before, limit, newest_first=True)
         if model_id is not None:
             query = query.where(r.c.model_id == model_id)
         with self.store.read() as conn:
@@ -343,10 +347,15 @@ class RetrainStore:
         return row
 
     def approvals(
-        self, model_id: int | None = None, status: str | None = None
+        self,
+        model_id: int | None = None,
+        status: str | None = None,
+        before: int | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Approvals newest first, older than ``before``."""
         a = t.approvals
-        query = select(a).order_by(a.c.id.desc()).limit(200)
+        query = keyset(select(a), a.c.id, before, limit, newest_first=True)
         if model_id is not None:
             query = query.where(a.c.model_id == model_id)
         if status is not None:

@@ -22,6 +22,7 @@ from modelwatch.settings import ENV_RUN_LEASE_S, lease_seconds
 from modelwatch.store import tables as t
 from modelwatch.store.claims import claim_in
 from modelwatch.store.engine import Store
+from modelwatch.store.paging import keyset
 from modelwatch.store.registry import ModelRecord
 from modelwatch.timeutil import utcnow
 
@@ -200,9 +201,25 @@ class RunStore:
                 .values(status=status, error=error[:4000], finished_at=utcnow())
             )
 
-    def list(self, monitor_id: int, limit: int = 50, status: str | None = None) -> list[RunRecord]:
+    def running(self, monitor_ids: Iterable[int]) -> list[RunRecord]:
+        """Runs of these monitors a worker holds now, oldest window first."""
         r = t.evaluation_runs
-        query = select(r).where(r.c.monitor_id == monitor_id).order_by(r.c.id.desc()).limit(limit)
+        query = select(r).where(r.c.monitor_id.in_(list(monitor_ids)), r.c.status == RUNNING)
+        with self.store.read() as conn:
+            return [_run(row) for row in conn.execute(query.order_by(r.c.window_start_us, r.c.id))]
+
+    def list(
+        self,
+        monitor_id: int,
+        limit: int | None = 50,
+        status: str | None = None,
+        before: int | None = None,
+    ) -> list[RunRecord]:
+        """A monitor's runs, newest first, older than ``before``."""
+        r = t.evaluation_runs
+        query = keyset(
+            select(r).where(r.c.monitor_id == monitor_id), r.c.id, before, limit, newest_first=True
+        )
         if status is not None:
             query = query.where(r.c.status == status)
         with self.store.read() as conn:
@@ -279,6 +296,15 @@ class WindowState:
     events_received: int
     n_labels: int = 0
     labels_received: int = 0
+
+
+def first_event_us(store: Store, model: ModelRecord, version_id: int) -> int | None:
+    """When the version's first event happened (None before any), from the time index."""
+    events = model.layout.events.name
+    query = text(f'SELECT MIN(ts_us) FROM "{events}" WHERE version_id = :v')
+    with store.read() as conn:
+        first = conn.execute(query, {"v": version_id}).scalar()
+    return None if first is None else int(first)
 
 
 def window_states(

@@ -138,8 +138,10 @@ def estimated_figures(
         "recall": _ratio(tp, tp + fn),
         "f1": _ratio(2.0 * tp, 2.0 * tp + fp + fn),
         "specificity": _ratio(tn, tn + fp),
-        "roc_auc": np.array([_auc(scores[:, c], p[:, c]) for c in range(k)]),
+        "roc_auc": np.full(k, np.nan),
     }
+    for c in [positive] if positive is not None else range(k):  # a binary model reports one
+        per_class["roc_auc"][c] = _auc(scores[:, c], p[:, c])
     out = {"accuracy": float(np.trace(e) / n) if n else math.nan}
     for name, values in per_class.items():
         if positive is not None:
@@ -190,6 +192,56 @@ class Estimate:
     detail: str
 
 
+def _drawn_auc(order: Floats, hits: np.ndarray) -> Floats:
+    """:func:`_auc` for each row of ``hits`` (draws by rows, 0/1) at once: one sort."""
+    ranked = np.argsort(-order, kind="stable")
+    ordered, w = order[ranked], hits[:, ranked].astype(np.float64)
+    ends = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1]
+    tp, fp = np.cumsum(w, axis=1)[:, ends], np.cumsum(1.0 - w, axis=1)[:, ends]
+    total_tp, total_fp = tp[:, -1:], fp[:, -1:]
+    defined = (total_tp[:, 0] > 0.0) & (total_fp[:, 0] > 0.0)
+    tpr = np.hstack([np.zeros_like(total_tp), tp / np.where(total_tp > 0, total_tp, 1.0)])
+    fpr = np.hstack([np.zeros_like(total_fp), fp / np.where(total_fp > 0, total_fp, 1.0)])
+    area = np.sum((fpr[:, 1:] - fpr[:, :-1]) * (tpr[:, 1:] + tpr[:, :-1]) / 2.0, axis=1)
+    out: Floats = np.where(defined, area, np.nan)
+    return out
+
+
+def _drawn_figures(
+    labels: Ints, pred: Ints, scores: Floats, positive: int | None, k: int
+) -> dict[str, Floats]:
+    """:func:`estimated_figures` with one-hot labels, for every row of ``labels``
+    (draws by rows) at once: the confusion matrices by one bincount."""
+    draws, n = labels.shape
+    cells = (np.arange(draws)[:, None] * k * k + labels * k + pred[None, :]).ravel()
+    e = np.bincount(cells, minlength=draws * k * k).reshape(draws, k, k).astype(np.float64)
+    tp = np.diagonal(e, axis1=1, axis2=2)
+    fp, fn = e.sum(axis=1) - tp, e.sum(axis=2) - tp
+    tn = n - tp - fp - fn
+    classes = [positive] if positive is not None else list(range(k))
+    per_class = {
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2.0 * tp, 2.0 * tp + fp + fn),
+        "specificity": _ratio(tn, tn + fp),
+    }
+    aucs = np.column_stack([_drawn_auc(scores[:, c], labels == c) for c in classes])
+    out = {"accuracy": np.trace(e, axis1=1, axis2=2) / n}
+    for name, values in per_class.items():
+        out[name] = _macro(values[:, classes])
+    out["roc_auc"] = _macro(aucs)
+    return out
+
+
+def _macro(values: Floats) -> Floats:
+    """Per row, the mean of the finite values (NaN when none), as :func:`estimated_figures`."""
+    finite = np.isfinite(values)
+    count = finite.sum(axis=1)
+    total = np.where(finite, values, 0.0).sum(axis=1)
+    out: Floats = np.divide(total, count, out=np.full(count.shape, np.nan), where=count > 0)
+    return out
+
+
 def _drawn_spread(
     p: Floats, pred: Ints, scores: Floats, positive: int | None, seed: int
 ) -> dict[str, float]:
@@ -201,14 +253,12 @@ def _drawn_spread(
         rows = rng.choice(n, DRAW_ROWS, replace=False)
         p, pred, scores = p[rows], pred[rows], scores[rows]
     cumulative = np.cumsum(p, axis=1)
-    eye = np.eye(p.shape[1])
-    draws: dict[str, list[float]] = {}
-    for _ in range(DRAWS):
-        labels = (rng.random(pred.size)[:, None] > cumulative[:, :-1]).sum(axis=1)
-        for name, value in estimated_figures(eye[labels], pred, scores, positive).items():
-            draws.setdefault(name, []).append(value)
+    # The same stream as one rng.random(rows) per draw, drawn at once.
+    u = rng.random((DRAWS, pred.size))
+    labels = (u[:, :, None] > cumulative[None, :, :-1]).sum(axis=2)
+    figures = _drawn_figures(labels, pred, scores, positive, p.shape[1])
     scale = math.sqrt(pred.size / n)
-    return {k: float(np.nanstd(v, ddof=1)) * scale for k, v in draws.items() if len(v) > 1}
+    return {k: float(np.nanstd(v, ddof=1)) * scale for k, v in figures.items()}
 
 
 def _estimate(ctx: EvalContext) -> Estimate:

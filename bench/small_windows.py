@@ -27,9 +27,9 @@ import polars as pl
 
 from bench.common import (
     START_US,
+    bench_spec,
     feature_frame,
     machine,
-    make_model,
     markdown_table,
     open_store,
     sqlite_url,
@@ -95,7 +95,8 @@ def build(url: str, events: int, windows: int, reference: int) -> tuple[Runner, 
     runs' inputs in memory."""
     store = open_store(url)
     registry = Registry(store)
-    model, champion = make_model(store)
+    model = registry.create_model(bench_spec("bench").model_copy(update={"scores": True}), "bench")
+    registry.create_version(model, "v1", None, "bench")
     challenger = registry.create_version(model, "v2", None, "bench")
     registry.set_alias(model, Alias.CHAMPION, "v1", "bench")
     registry.set_alias(model, Alias.CHALLENGER, "v2", "bench")
@@ -128,7 +129,10 @@ def build(url: str, events: int, windows: int, reference: int) -> tuple[Runner, 
 
 
 def checks_of(inputs: _Inputs) -> list[CheckSpec]:
-    return resolve_checks(inputs.monitor.spec, inputs.model.spec.task)
+    """The checks the runner resolves for this run (the label-free estimates included)."""
+    spec, base = inputs.model.spec, inputs.baseline
+    targets = base is not None and "label" in base.columns and base["label"].is_not_null().any()
+    return resolve_checks(inputs.monitor.spec, spec.task, spec.scores, bool(targets))
 
 
 @contextmanager

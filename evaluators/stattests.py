@@ -20,17 +20,17 @@ brackets, the figure evidently reports as its drift score:
 - ``wasserstein``: ``scipy.stats.wasserstein_distance / max(std(reference), 0.001)``
   [statistic].
 
-Effect sizes for the tests: ``ks_wasserstein`` returns KS (above 10,000 values a side
-with Kolmogorov's limiting p-value, see ``_ks_from_merge``) and the normed Wasserstein
+Effect sizes for the tests: ``ks_wasserstein`` returns KS (with Kolmogorov's limiting
+p-value above 10,000 values a side or once the effective size ``en = m n / (m + n)``
+reaches :data:`KS_LIMIT_MIN_EN`, see :func:`ks_wasserstein`) and the normed Wasserstein
 distance from one merge; ``chi_square_tv`` chi-square and the total variation distance
 (half the L1 distance between the value shares) from one count.
 
 The hot paths avoid what makes the plain calls slow: the reference is sorted once;
 KS and Wasserstein read both empirical CDFs from one linear merge of the two sorted
-samples (the KS statistic is exact; above 10,000 values its p-value is scipy's
-asymptotic one); reference histogram counts are binary searches on the sorted
-reference; current histograms take numpy's uniform-bin path; value counts are
-polars group-bys.
+samples (the KS statistic is exact, its p-value as said above); reference histogram
+counts are binary searches on the sorted reference; current histograms take numpy's
+uniform-bin path; value counts are polars group-bys.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from scipy.spatial import distance
 __all__ = [
     "DISCRETE_MAX_UNIQUE",
     "EXACT_KS_MAX_N",
+    "KS_LIMIT_MIN_EN",
     "ReferenceProfile",
     "Sample",
     "TestResult",
@@ -71,6 +72,7 @@ Sample: TypeAlias = npt.NDArray[Any] | pl.Series
 TestResult: TypeAlias = tuple[float, float | None]
 
 EXACT_KS_MAX_N = 10_000  # scipy's MAX_AUTO_N: ks_2samp(method="auto") is exact up to this size
+KS_LIMIT_MIN_EN = 500  # from this effective size the drift check takes Kolmogorov's limit
 DISCRETE_MAX_UNIQUE = 20  # evidently bins numeric columns with more distinct reference values
 WASSERSTEIN_MIN_NORM = 0.001  # evidently's floor for std(reference)
 
@@ -153,11 +155,23 @@ def ks_wasserstein(
     mode: Literal["auto", "asymp"] = "auto",
 ) -> tuple[float, float | None, float]:
     """:func:`ks` and :func:`wasserstein` together, ``(d, p_value, normed distance)``: both
-    read the same merged CDFs, so above 10,000 values the pair costs one merge, and there
-    the p-value is Kolmogorov's limit (see :func:`_ks_from_merge`)."""
+    read the same merged CDFs, so the pair costs one merge.
+
+    The p-value is scipy's exact one (as evidently's) only for small samples: above
+    10,000 values a side, or from an effective size ``en`` of :data:`KS_LIMIT_MIN_EN`, it
+    is Kolmogorov's limit ``kstwobign.sf(d * sqrt(en))`` (Smirnov 1948). scipy's exact
+    path counts lattice paths in O(m n): 5 ms a column for a 1,000-event window against
+    a 5,000-row reference, where the limit costs 0.4 ms with the Wasserstein distance.
+    From ``en`` = 500 the limit is conservative: over 400 seeded windows of 1,000 against
+    5,000 (means shifted by 0 to 0.3 sd) it was never below the exact p-value, larger by
+    3.2 % at the median and 11.5 % at most (12.1 % in the test's seeds), and 1 of 800
+    verdicts at alpha 0.05 and 0.002 differed; below it the excess grows (51 % at most
+    for 100 against 5,000), so small windows keep the exact value, which is cheap there."""
     profile = profile_of(reference)
     ref, cur = profile.sorted_values, as_floats(current)
-    if mode == "auto" and max(ref.size, cur.size) <= EXACT_KS_MAX_N:
+    en = ref.size * cur.size / max(ref.size + cur.size, 1)
+    exact = max(ref.size, cur.size) <= EXACT_KS_MAX_N and en < KS_LIMIT_MIN_EN
+    if mode == "auto" and exact:
         d, p_value = ks(profile, cur, mode=mode)
         return d, p_value, wasserstein(profile, cur)[0]
     merged, ref_cum = _merge(ref, cur)

@@ -106,6 +106,28 @@ def test_ks_large_sample_takes_the_merged_path() -> None:
     assert 1e-6 < expected.pvalue < 0.5  # a p-value that is not trivially 0 or 1
 
 
+def test_drift_ks_p_value_is_exact_for_small_samples_and_conservative_from_en_500() -> None:
+    """The drift check's KS p-value (``ks_wasserstein``) against scipy's exact one: equal
+    below the effective size ``KS_LIMIT_MIN_EN``, never smaller and within 15 % above."""
+    rng = np.random.default_rng(21)
+    excess = []
+    for n_ref, n_cur in ((5000, 1000), (5000, 100), (2000, 400)):
+        en = n_ref * n_cur / (n_ref + n_cur)
+        for _ in range(40):
+            ref = rng.normal(size=n_ref)
+            cur = rng.normal(rng.uniform(0.0, 0.3), 1.0, size=n_cur)
+            d, p, _ = st.ks_wasserstein(st.ReferenceProfile(ref), cur)
+            exact = stats.ks_2samp(ref, cur, method="exact")
+            assert d == pytest.approx(exact.statistic, rel=1e-12)
+            if en < st.KS_LIMIT_MIN_EN:
+                assert p == pytest.approx(exact.pvalue, rel=1e-9)
+            elif exact.pvalue > 1e-12:
+                assert p == pytest.approx(stats.kstwobign.sf(d * math.sqrt(en)), rel=1e-12)
+                excess.append(p / exact.pvalue - 1)
+    assert len(excess) >= 35  # the others' exact p-values are below 1e-12
+    assert min(excess) >= 0 and max(excess) < 0.15
+
+
 def test_wasserstein_equals_scipy_over_std_and_evidently(numeric: Arrays) -> None:
     ref, cur = numeric
     value, p_value = st.wasserstein(st.ReferenceProfile(ref), cur)

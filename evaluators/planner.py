@@ -4,7 +4,8 @@ A window's data state is its event count and newest receipt time, plus, until
 the monitor's label delay has passed, the same for its joined labels. A new
 state means a new run (late events or labels re-evaluate the window); after
 the label delay a window that has been evaluated once is final. Missed windows
-back to ``backfill`` are planned too, and workers take them oldest first.
+back to ``backfill`` (or ``--since``) are planned too, but never before the
+version's first event, and workers take them oldest first.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from evaluators.windows import US, align, closed_before
 from modelwatch.store.engine import Store
 from modelwatch.store.monitors import MonitorRecord
 from modelwatch.store.registry import ModelRecord, Registry, VersionRecord
-from modelwatch.store.runs import PlannedRun, RunStore, WindowState, window_states
+from modelwatch.store.runs import (
+    PlannedRun,
+    RunStore,
+    WindowState,
+    first_event_us,
+    window_states,
+)
 
 __all__ = ["Planner"]
 
@@ -60,6 +67,11 @@ class Planner:
         live_after: int,
         empty_after: int,
     ) -> list[PlannedRun]:
+        first_event = first_event_us(self.store, model, version.id)
+        if first_event is None:
+            return []
+        # A backfill reaching past the version's first event has nothing to catch up there.
+        start = max(start, align(first_event, monitor.spec.window))
         if end <= start:
             return []
         window_us = monitor.spec.window * US

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,8 +26,10 @@ from modelwatch.settings import (
 )
 from modelwatch.store.engine import Store
 from modelwatch.telemetry import setup_telemetry
+from modelwatch.timeutil import us_to_datetime
 
 if TYPE_CHECKING:
+    from evaluators.scheduler import EvaluationService
     from modelwatch.background import Background
 
 __all__ = ["main"]
@@ -239,6 +242,7 @@ def _serve_processes(
 
 
 _SINCE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+WAIT_POLL_S = 1.0  # how often evaluate looks at runs other workers hold
 
 
 @cli.command()
@@ -271,9 +275,7 @@ def evaluate(
     ids = [m.id for m in monitors]
     pending = sum(service.runs.counts(i).get("pending", 0) for i in ids)
     click.echo(f"{planned} runs planned, {pending} pending for {len(monitors)} monitors")
-    with click.progressbar(length=pending, label="evaluating", show_pos=True) as bar:
-        while service.run_one(ids) is not None:
-            bar.update(1)
+    _evaluate_all(service, ids, pending)
     counts: dict[str, int] = {}
     for i in ids:
         for status, n in service.runs.counts(i).items():
@@ -281,6 +283,32 @@ def evaluate(
     click.echo("runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if counts.get("failed"):
         _fail(f"{counts['failed']} runs failed; see GET /v1/monitors/{{id}}/runs?status=failed")
+
+
+def _evaluate_all(service: EvaluationService, ids: list[int], pending: int) -> None:
+    """Evaluate every claimable run, then wait for the runs other workers (a running
+    ``serve``) hold, and report those with their outcome: the command ends when the
+    whole plan has an outcome. A holder that dies loses its lease, and its run comes
+    back here to be claimed."""
+    held = {r.id: r for r in service.runs.running(ids)}
+    with click.progressbar(length=pending, label="evaluating", show_pos=True) as bar:
+        while True:
+            while service.run_one(ids) is not None:
+                bar.update(1)
+            running = service.runs.running(ids)
+            held.update((r.id, r) for r in running)
+            if not running:
+                break
+            time.sleep(WAIT_POLL_S)
+    for run_id in sorted(held):
+        run = service.runs.get(run_id)
+        start = us_to_datetime(run.window_start_us)
+        window = start.isoformat() if start else "?"
+        click.echo(
+            f"run {run.id} (window {window}{' ' + run.segment_key if run.segment_key else ''}), "
+            f"held by {held[run_id].claimed_by}: {run.status}"
+            + (f" by {run.claimed_by}" if run.claimed_by != held[run_id].claimed_by else "")
+        )
 
 
 @cli.group()

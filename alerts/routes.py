@@ -26,6 +26,7 @@ from modelwatch.pages import (
 )
 from modelwatch.pipelines import pipeline_refs
 from modelwatch.policies import Matcher, PolicySpec
+from modelwatch.storable import INT32_MAX
 from modelwatch.store.alerts import FIRING, AlertRecord, SilenceRecord
 
 __all__ = ["router"]
@@ -139,7 +140,7 @@ def list_alerts(
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
     """Alerts by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
-    after = decode_cursor(cursor, (int,))
+    after = decode_cursor(cursor, (int,), INT32_MAX)
     service = _alerting(request)
     states = None if state in (None, "all") else [str(state)]
     rows = service.alerts.all(states, int(after[0]) if after else None, limit + 1)
@@ -241,7 +242,7 @@ def list_silences(
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
     """Silences by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
-    after = decode_cursor(cursor, (int,))
+    after = decode_cursor(cursor, (int,), INT32_MAX)
     now = datetime.now(UTC)
     rows = _alerting(request).alerts.silence_page(int(after[0]) if after else None, limit + 1)
     page = page_of(rows, limit, lambda s: (s.id,))

@@ -15,6 +15,7 @@ from modelwatch.errors import FieldError, NotFoundError, ValidationFailed
 from modelwatch.http import ApiRoute, DbId, ORJSONResponse, Requires
 from modelwatch.monitors import MonitorSpec
 from modelwatch.pages import body_next, cursor_param, decode_cursor, limit_param, page_of
+from modelwatch.storable import INT32_MAX
 from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
 from modelwatch.store.results import DEFAULT_ROWS, MAX_ROWS, ResultQuery, query_results
@@ -90,7 +91,7 @@ def list_monitors(
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
     """Monitors by id, in pages: `next` (and a `Link` header) carries on where a page stopped."""
-    after = decode_cursor(cursor, (int,))
+    after = decode_cursor(cursor, (int,), INT32_MAX)
     model_id = request.app.state.registry.get_model(model).id if model else None
     rows = _monitors(request).list(model_id, int(after[0]) if after else None, limit + 1)
     page = page_of(rows, limit, lambda m: (m.id,))

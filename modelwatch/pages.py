@@ -18,6 +18,7 @@ import orjson
 from fastapi import Query, Request, Response
 
 from modelwatch.errors import FieldError, ValidationFailed
+from modelwatch.storable import INT64_MAX
 
 __all__ = [
     "DEFAULT_PAGE",
@@ -49,8 +50,13 @@ def _bad(msg: str, value: str) -> ValidationFailed:
     return ValidationFailed([FieldError(("query", "cursor"), msg, value)])
 
 
-def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> Key | None:
-    """The sort key a cursor holds, checked against the route's key ``kinds`` (int or str)."""
+def decode_cursor(
+    cursor: str | None, kinds: Sequence[type], int_max: int = INT64_MAX
+) -> Key | None:
+    """The sort key a cursor holds, checked against the route's key ``kinds`` (int or str).
+
+    Integers past ``int_max`` (the key column's width) and text with NUL are refused
+    here, so both stores answer a forged cursor with the same 422."""
     if cursor is None:
         return None
     try:
@@ -61,7 +67,9 @@ def decode_cursor(cursor: str | None, kinds: Sequence[type]) -> Key | None:
     if not isinstance(key, list) or len(key) != len(kinds):
         raise _bad("not a cursor this route returned", cursor)
     for value, kind in zip(key, kinds, strict=True):
-        if type(value) is not kind or (isinstance(value, int) and abs(value) >= 2**63):
+        if type(value) is not kind or (isinstance(value, int) and abs(value) > int_max):
+            raise _bad("not a cursor this route returned", cursor)
+        if isinstance(value, str) and "\x00" in value:
             raise _bad("not a cursor this route returned", cursor)
     return tuple(key)
 

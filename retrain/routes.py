@@ -21,6 +21,7 @@ from modelwatch.pages import (
     page_of,
 )
 from modelwatch.settings import Settings
+from modelwatch.storable import INT32_MAX
 from modelwatch.webhooks import HEADER_SIGNATURE
 from retrain.callback import CallbackIn, CallbackService
 from retrain.callback_auth import read_signed, sender_of
@@ -88,7 +89,7 @@ def list_retrains(
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
     """Retrain requests, newest first, in pages: `next` (and a `Link` header) carries on."""
-    after = decode_cursor(cursor, (int,))
+    after = decode_cursor(cursor, (int,), INT32_MAX)
     service = _service(request)
     model_id = request.app.state.registry.get_model(model).id if model else None
     rows = service.retrain.recent(model_id, limit + 1, int(after[0]) if after else None)
@@ -107,7 +108,7 @@ def list_approvals(
     _: Principal = Requires(Scope.READ),
 ) -> dict[str, Any]:
     """Approvals, newest first, in pages: `next` (and a `Link` header) carries on."""
-    after = decode_cursor(cursor, (int,))
+    after = decode_cursor(cursor, (int,), INT32_MAX)
     service = _service(request)
     model_id = request.app.state.registry.get_model(model).id if model else None
     before = int(after[0]) if after else None

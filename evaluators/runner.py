@@ -22,8 +22,8 @@ from sqlalchemy import func, select, text
 
 from evaluators.base import EvalContext, Family, Metric, get_metric
 from evaluators.checks import resolve_checks
-from evaluators.metrics.comparison_sequential import CHAMPION_OPTION, PRIOR_OPTION
-from evaluators.metrics.comparison_sequential import KEY as SEQUENTIAL_KEY
+from evaluators.sequential_keys import CHAMPION_OPTION, PRIOR_OPTION
+from evaluators.sequential_keys import KEY as SEQUENTIAL_KEY
 from evaluators.windows import US
 from modelwatch.domain import Alias
 from modelwatch.monitors import Baseline, CheckSpec

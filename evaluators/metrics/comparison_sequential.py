@@ -24,6 +24,7 @@ import polars as pl
 from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, Unavailable, register
 from evaluators.metrics.cost import cost_per_1k
 from evaluators.metrics.sampled import finite_figures
+from evaluators.sequential_keys import CHAMPION_OPTION, KEY, PRIOR_OPTION
 from modelwatch import sequential
 from modelwatch.domain import ModelSpec, Task
 
@@ -37,11 +38,6 @@ __all__ = [
     "figures_for",
 ]
 
-KEY = "champion_challenger_sequential"
-PRIOR_OPTION = "sequential_prior"
-"""Earlier windows' results: ``(window_start_us, label, detail)``, set by the runner."""
-CHAMPION_OPTION = "champion_version"
-"""The champion's version name, set by the runner: a new champion starts a new sum."""
 DECISIONS = ("challenger_better", "champion_better", "undecided")
 LOWER_IS_BETTER = {"accuracy": False, "log_loss": True, "mae": True, "mse": True}
 FIGURES = tuple(LOWER_IS_BETTER)

@@ -107,8 +107,25 @@ def build(url: str, events: int, windows: int, reference: int) -> tuple[Runner, 
     inputs = []
     for i in range(windows):
         start = START_US + i * HOUR_US
-        run = RunRecord.__new__(RunRecord)
-        object.__setattr__(run, "window_start_us", start)
+        run = RunRecord(
+            id=i + 1,
+            monitor_id=monitor.id,
+            version_id=challenger.id,
+            window_start_us=start,
+            window_end_us=start + HOUR_US,
+            segment_key="",
+            data_state="bench",
+            status="running",
+            current=True,
+            attempts=1,
+            claimed_by="bench",
+            claimed_at=None,
+            finished_at=None,
+            duration_ms=None,
+            n_events=events,
+            n_labels=0,
+            error=None,
+        )
         champion_frames = [window_frame(events, 2 * i, start), usage_frame(2 * i, start)]
         inputs.append(
             _Inputs(
@@ -162,12 +179,12 @@ def measure(runner: Runner, inputs: list[_Inputs], repeat: int) -> dict[str, Any
     for _ in range(repeat):
         for item in inputs:
             started, cpu = time.perf_counter(), time.process_time()
-            results = len(runner._compute(item, checks_of(item), item.window, None))
+            results = len(runner._compute(item, checks_of(item), item.window, None, ""))
             run_times.append(time.perf_counter() - started)
             cpu_times.append(time.process_time() - cpu)
     with per_metric(metric_times):
         for item in inputs:
-            runner._compute(item, checks_of(item), item.window, None)
+            runner._compute(item, checks_of(item), item.window, None, "")
     return {"runs": run_times, "cpu": cpu_times, "metrics": metric_times, "results": results}
 
 
@@ -196,7 +213,7 @@ def main() -> None:
     with sqlite_url() as url:
         runner, inputs = build(url, args.events, args.windows, args.reference)
         for item in inputs[:2]:  # warm-up: imports, the reference's cached profiles
-            runner._compute(item, checks_of(item), item.window, None)
+            runner._compute(item, checks_of(item), item.window, None, "")
         load = wait_quiet(max_wait=30.0)
         started = time.perf_counter()
         figures = measure(runner, inputs, args.repeat)

@@ -19,8 +19,9 @@ category codes), the prediction is the last column. Learnt once per reference fr
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,11 @@ import polars as pl
 from evaluators import learnt
 from evaluators.intervals import Floats
 
-__all__ = ["FIT_FRACTION", "LossModels", "fit_loss_models", "fit_rows"]
+__all__ = ["FIT_FRACTION", "PREDICTED", "LossModels", "fit_loss_models", "fit_rows"]
 
 FIT_FRACTION = 0.5
-# One OpenMP thread for the loss models: OpenMP teams spin-wait, and on a busy 2-core machine
-# predicting 1,000 rows took 220-260 ms a window with the default threads, 15 ms with one.
-_ONE_THREAD = 1
+# Columns of ``held_out``: each row's predicted absolute and squared error.
+PREDICTED = ("__predicted_absolute_error", "__predicted_squared_error")
 
 
 def fit_rows(n: int, seed: int) -> np.ndarray:
@@ -47,7 +47,8 @@ def fit_rows(n: int, seed: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LossModels:
-    """Two fitted regressors (absolute and squared error) and the rows they did not see."""
+    """Two fitted regressors (absolute and squared error) and the rows they did not see,
+    with their predicted losses (``PREDICTED``)."""
 
     encoder: learnt.DomainEncoder
     absolute: Any
@@ -61,13 +62,27 @@ class LossModels:
     def predict(self, frame: pl.DataFrame, prediction: Floats) -> tuple[Floats, Floats]:
         """Each row's expected absolute and squared error (a loss is never negative, so
         predictions below 0 are clipped to 0, as NannyML does)."""
-        from threadpoolctl import threadpool_limits
-
         x = self.matrix(frame, prediction)
-        with threadpool_limits(1, user_api="openmp"):  # see _ONE_THREAD
+        with _one_thread():
             absolute = np.asarray(self.absolute.predict(x), dtype=np.float64)
             squared = np.asarray(self.squared.predict(x), dtype=np.float64)
         return np.maximum(absolute, 0.0), np.maximum(squared, 0.0)
+
+
+@functools.cache
+def _controller() -> Any:
+    """threadpoolctl's controller, built once: building one takes 4 ms (it loads every
+    library), as much as predicting a window. Built after scikit-learn is imported."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_thread() -> Any:
+    """One OpenMP thread for the loss models: OpenMP teams spin-wait, and on a busy 2-core
+    machine predicting 1,000 rows took 220-260 ms a window with the default threads, 15 ms
+    with one."""
+    return _controller().limit(limits=1, user_api="openmp")
 
 
 def _regressor(categorical: np.ndarray, seed: int) -> Any:
@@ -88,11 +103,16 @@ def fit_loss_models(
     encoder = learnt.fit_domain_encoder(fit, numeric, categorical)
     prediction = fit["prediction"].to_numpy()
     error = prediction - fit["label"].to_numpy()
-    from threadpoolctl import threadpool_limits
-
     x = np.column_stack([encoder.transform(fit), prediction])
     kinds = np.append(encoder.categorical_mask, False).astype(bool)
-    with threadpool_limits(1, user_api="openmp"):  # see _ONE_THREAD
-        absolute = _regressor(kinds, seed).fit(x, np.abs(error))
-        squared = _regressor(kinds, seed).fit(x, error**2)
-    return LossModels(encoder, absolute, squared, rows.filter(pl.Series(~mask)), fit.height)
+    absolute, squared = _regressor(kinds, seed), _regressor(kinds, seed)
+    with _one_thread():
+        absolute.fit(x, np.abs(error))
+        squared.fit(x, error**2)
+    models = LossModels(encoder, absolute, squared, rows.filter(pl.Series(~mask)), fit.height)
+    held = models.held_out
+    predicted = models.predict(held, held["prediction"].to_numpy())
+    held = held.with_columns(
+        pl.Series(PREDICTED[0], predicted[0]), pl.Series(PREDICTED[1], predicted[1])
+    )
+    return replace(models, held_out=held)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ["scipy.stats", "evidently", "dash", "sklearn", "pandas"]
 
@@ -29,3 +30,19 @@ def test_evaluate_starts_without_them() -> None:
         "modelwatch.store.registry"
     )
     assert _imported(code) == []
+
+
+def test_a_current_store_is_upgraded_without_loading_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/current.db"
+    prepare = (
+        "from modelwatch.store.engine import Store\n"
+        "from modelwatch.store.migrate import upgrade\n"
+        f"store = Store({url!r})\n"
+        "upgrade(store)\n"
+    )
+    subprocess.run([sys.executable, "-c", prepare], check=True, timeout=120)
+    probe = f"{prepare}import json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert "alembic" not in json.loads(out.stdout.splitlines()[-1])

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from modelwatch.store.engine import Store
-from modelwatch.store.migrate import current_revision, head_revision, upgrade
+from modelwatch.store.migrate import HEAD_REVISION, current_revision, head_revision, upgrade
 from modelwatch.store.tables import metadata
 
 
@@ -27,5 +27,23 @@ def test_migrations_match_the_declared_tables(store: Store) -> None:
 
 def test_upgrade_is_idempotent(store: Store) -> None:
     upgrade(store)
+    upgrade(store)
+    assert current_revision(store) == head_revision()
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    assert head_revision() == HEAD_REVISION
+
+
+def test_upgrade_from_an_older_revision_runs_the_missing_migrations(store: Store) -> None:
+    from alembic import command
+
+    from modelwatch.store.migrate import _config
+
+    cfg = _config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "-1")
+    assert current_revision(store) != head_revision()
     upgrade(store)
     assert current_revision(store) == head_revision()

@@ -4,8 +4,11 @@
 newest windows often have none yet. Each series carries the end of the window
 it comes from, so stale figures are visible. Only whole-population results
 (no segment) are exported. Per-column results are bounded: drift gets its own
-series only for each version's ``top_features`` most drifted columns, and
-per-feature data quality is summarised per metric (worst value, breaching count).
+series only for each version's ``top_features`` most drifted columns (their statistic,
+raw and adjusted p-value, effect size), and per-feature data quality is summarised per
+metric (worst value, breaching count). Every model-level figure with a threshold band
+learnt from its reference (multivariate drift, estimates, realized performance) carries
+it, and the sequential champion/challenger comparison its decision.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
+import orjson
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import and_, func, select
 
@@ -30,6 +34,9 @@ BREACH = "breach"
 LATENCY_METRIC = "latency"
 COST_METRIC = "cost_per_1k"
 DRIFT_SHARE = ("data_drift", "drift_share")  # (metric, label) of the drifted-feature share
+SEQUENTIAL_METRIC = "champion_challenger_sequential"
+# The sequential comparison's decision as a number: which side its always-valid interval favours.
+DECISIONS = {"challenger_better": 1.0, "undecided": 0.0, "champion_better": -1.0}
 US = 1_000_000
 # How far back from a metric's newest window its latest value is looked for (8 days:
 # daily windows whose labels take up to a week still show their accuracy).
@@ -39,6 +46,7 @@ RESULT_LABELS = [*VERSION_LABELS, "monitor", "family", "metric", "column", "labe
 PER_METRIC_LABELS = [*VERSION_LABELS, "monitor", "metric"]
 FEATURE_LABELS = [*VERSION_LABELS, "monitor", "metric", "feature"]
 MONITOR_LABELS = [*VERSION_LABELS, "monitor"]
+FIGURE_LABELS = [*VERSION_LABELS, "monitor", "figure"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,11 @@ class LatestResult:
     n: int
     breached: bool
     window_end_s: float
+    p_adjusted: float | None = None
+    effect: float | None = None
+    band_low: float | None = None
+    band_high: float | None = None
+    decision: str | None = None  # the sequential comparison's, from its detail
 
     @property
     def breach_value(self) -> float:
@@ -124,8 +137,27 @@ def latest_results(
             n=int(r["n"]),
             breached=r["status"] == BREACH,
             window_end_s=r["window_end_us"] / US,
+            p_adjusted=r["p_adjusted"],
+            effect=r["effect"],
+            band_low=r["band_low"],
+            band_high=r["band_high"],
+            decision=_decision(r["detail"]) if r["metric"] == SEQUENTIAL_METRIC else None,
         )
     return list(found.values())
+
+
+def _decision(detail: str) -> str | None:
+    """The ``decision`` of a sequential comparison's JSON detail, if it has one."""
+    try:
+        parsed = orjson.loads(detail)
+    except orjson.JSONDecodeError:
+        return None
+    found = parsed.get("decision") if isinstance(parsed, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def _finite(x: float | None) -> TypeGuard[float]:
+    return x is not None and math.isfinite(x)
 
 
 def result_families(results: list[LatestResult], top_features: int) -> Iterator[Metric]:
@@ -133,6 +165,8 @@ def result_families(results: list[LatestResult], top_features: int) -> Iterator[
     per_column = [r for r in results if r.column and r.family in (DRIFT, QUALITY)]
     model_level = [r for r in results if not (r.column and r.family in (DRIFT, QUALITY))]
     yield from _model_level(model_level)
+    yield from _bands(model_level)
+    yield from _sequential(model_level)
     yield from _unit_named(model_level)
     yield from _drift([r for r in per_column if r.family == DRIFT], model_level, top_features)
     yield from _quality([r for r in per_column if r.family == QUALITY])
@@ -174,6 +208,42 @@ def _model_level(results: list[LatestResult]) -> Iterator[Metric]:
             if bound is not None and math.isfinite(bound):
                 family.add_metric(labels, bound)
     yield from (value, lower, upper, threshold, breached, samples, window_end)
+
+
+def _bands(results: list[LatestResult]) -> Iterator[Metric]:
+    """The threshold band learnt from the reference, for the figures that have one; an open
+    side (a band bounded above only) is left out."""
+    lower = _gauge(
+        "modelwatch_result_band_lower",
+        "Lower edge of the figure's threshold band learnt from its reference.",
+        RESULT_LABELS,
+    )
+    upper = _gauge(
+        "modelwatch_result_band_upper",
+        "Upper edge of the figure's threshold band learnt from its reference.",
+        RESULT_LABELS,
+    )
+    for r in results:
+        labels = _result_labels(r)
+        for family, edge in ((lower, r.band_low), (upper, r.band_high)):
+            if _finite(edge):
+                family.add_metric(labels, edge)
+    yield from (lower, upper)
+
+
+def _sequential(results: list[LatestResult]) -> Iterator[Metric]:
+    """The sequential comparison's decision per figure; its always-valid interval is the
+    result's ``modelwatch_result_ci_lower``/``_ci_upper``."""
+    decided = _gauge(
+        "modelwatch_comparison_sequential_decision",
+        "Which side the always-valid interval of challenger - champion favours: "
+        "1 the challenger, -1 the champion, 0 undecided.",
+        FIGURE_LABELS,
+    )
+    for r in results:
+        if r.metric == SEQUENTIAL_METRIC and r.decision in DECISIONS:
+            decided.add_metric([*r.version.labels, r.monitor, r.label], DECISIONS[r.decision])
+    yield decided
 
 
 def _quantile(label: str) -> str | None:
@@ -239,15 +309,30 @@ def _drift(
         FEATURE_LABELS,
     )
     p_value = _gauge("modelwatch_feature_drift_p_value", "Its p-value.", FEATURE_LABELS)
+    adjusted = _gauge(
+        "modelwatch_feature_drift_p_value_adjusted",
+        "Its p-value adjusted for the other columns tested in the same run.",
+        FEATURE_LABELS,
+    )
+    effect = _gauge(
+        "modelwatch_feature_drift_effect_size",
+        "The effect size its drift verdict also needed.",
+        FEATURE_LABELS,
+    )
     flag = _gauge("modelwatch_feature_drifted", "1 when the column drifted.", FEATURE_LABELS)
     for rows in by_version.values():
         for r in _top_columns(rows, top_features):
             labels = [*r.version.labels, r.monitor, r.metric, r.column]
             score.add_metric(labels, r.value)
             flag.add_metric(labels, r.breach_value)
-            if r.p_value is not None and math.isfinite(r.p_value):
-                p_value.add_metric(labels, r.p_value)
-    yield from (share, drifted, score, p_value, flag)
+            for family, figure in (
+                (p_value, r.p_value),
+                (adjusted, r.p_adjusted),
+                (effect, r.effect),
+            ):
+                if _finite(figure):
+                    family.add_metric(labels, figure)
+    yield from (share, drifted, score, p_value, adjusted, effect, flag)
 
 
 def _top_columns(rows: list[LatestResult], n: int) -> list[LatestResult]:

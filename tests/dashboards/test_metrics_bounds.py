@@ -4,8 +4,10 @@ firing alerts and the outbox; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
+import orjson
 import pytest
 
 from alerts.service import AlertingService
@@ -18,7 +20,15 @@ from modelwatch.store.engine import Store
 from tests.alerts.helpers import RecordingNotifier, Results, accuracy
 from tests.dashboards.test_metrics import pick, registry_samples
 
-FAMILIES = {"ks": "drift", "missing_rate": "quality", "accuracy": "classification"}
+FAMILIES = {
+    "ks": "drift",
+    "missing_rate": "quality",
+    "accuracy": "classification",
+    "reconstruction_error": "drift",
+    "domain_classifier": "drift",
+    "estimated_accuracy": "estimation",
+    "champion_challenger_sequential": "comparison",
+}
 
 
 def _drift(column: str, value: float, p_value: float, breach: bool) -> MetricResult:
@@ -53,6 +63,100 @@ def test_per_feature_series_only_for_the_top_drifted(store: Store) -> None:
     assert flags == {"f00": 1.0, "f01": 1.0, "f11": 0.0}
     assert pick(samples, "modelwatch_drifted_features", version="v1", metric="ks") == [2.0]
     assert len(_samples(store, top=10)["modelwatch_feature_drift_score"]) == 10
+
+
+def test_adjusted_p_values_and_effect_sizes_only_for_the_top_drifted(store: Store) -> None:
+    results = Results(store)
+    figures = [
+        MetricResult(
+            "ks",
+            0.1 + i / 100,
+            500,
+            Status.BREACH if i < 2 else Status.OK,
+            column=f"f{i:02d}",
+            p_value=0.5 - i / 100,
+            p_adjusted=min(1.0, (0.5 - i / 100) * 12),
+            effect=0.2 + i / 50,
+        )
+        for i in range(12)
+    ]
+    results.window(0, figures)
+    samples = _samples(store, top=3)
+    top = {"f00": figures[0], "f01": figures[1], "f11": figures[11]}
+
+    def by_feature(name: str) -> dict[str, float]:
+        return {labels["feature"]: value for labels, value in samples[name]}
+
+    assert by_feature("modelwatch_feature_drift_p_value_adjusted") == {
+        c: f.p_adjusted for c, f in top.items()
+    }
+    assert by_feature("modelwatch_feature_drift_effect_size") == {
+        c: f.effect for c, f in top.items()
+    }
+    # the bound holds whatever the number of columns: top_features series per version
+    wide = _samples(store, top=5)
+    assert len(wide["modelwatch_feature_drift_p_value_adjusted"]) == 5
+    assert len(wide["modelwatch_feature_drift_effect_size"]) == 5
+
+
+def _sequential(label: str, decision: str, low: float, high: float) -> MetricResult:
+    detail = orjson.dumps({"decision": decision, "windows": 3}).decode()
+    return MetricResult(
+        "champion_challenger_sequential",
+        (low + high) / 2,
+        900,
+        label=label,
+        p_value=0.01,
+        ci_low=low,
+        ci_high=high,
+        detail=detail,
+    )
+
+
+def test_bands_estimates_and_the_sequential_decision(store: Store) -> None:
+    results = Results(store)
+    old_band = MetricResult("reconstruction_error", 0.4, 500, band_low=0.1, band_high=0.9)
+    results.window(0, [old_band, accuracy(0.8, band_low=0.5, band_high=0.95)])
+    estimate = MetricResult(
+        "estimated_accuracy", 0.83, 500, ci_low=0.79, ci_high=0.87, band_low=0.7, band_high=0.95
+    )
+    newest = [
+        MetricResult("reconstruction_error", 1.2, 500, Status.BREACH, band_low=0.2, band_high=1.0),
+        # bounded above only: the open side is left out, not exported as -inf
+        MetricResult("domain_classifier", 0.61, 500, band_low=-math.inf, band_high=0.7),
+        estimate,
+        accuracy(0.9),  # no band on this window's figure: none is exported for it
+    ]
+    results.window(1, newest)
+    results.window(
+        1,
+        [
+            _sequential("log_loss", "challenger_better", -0.08, -0.01),
+            _sequential("accuracy", "undecided", -0.02, 0.03),
+        ],
+        version="v2",
+    )
+    samples = _samples(store)
+    lower, upper = "modelwatch_result_band_lower", "modelwatch_result_band_upper"
+    assert pick(samples, lower, metric="reconstruction_error", version="v1") == [0.2]
+    assert pick(samples, upper, metric="reconstruction_error", version="v1") == [1.0]
+    assert pick(samples, "modelwatch_result_breached", metric="reconstruction_error") == [1.0]
+    assert pick(samples, lower, metric="domain_classifier") == []
+    assert pick(samples, upper, metric="domain_classifier") == [0.7]
+    assert pick(samples, lower, metric="accuracy") == []
+    assert pick(samples, upper, metric="estimated_accuracy", family="estimation") == [0.95]
+    assert pick(samples, lower, metric="estimated_accuracy") == [0.7]
+    # the sampling-error band of an estimate is its confidence interval series
+    assert pick(samples, "modelwatch_result_ci_lower", metric="estimated_accuracy") == [0.79]
+    assert pick(samples, "modelwatch_result_ci_upper", metric="estimated_accuracy") == [0.87]
+    decision = "modelwatch_comparison_sequential_decision"
+    assert pick(samples, decision, version="v2", alias="challenger", figure="log_loss") == [1.0]
+    assert pick(samples, decision, version="v2", figure="accuracy") == [0.0]
+    assert len(samples[decision]) == 2
+    ci = "modelwatch_result_ci_lower"
+    assert pick(samples, ci, metric="champion_challenger_sequential", label="log_loss") == [-0.08]
+    # bands only for figures that have one: one series per result at most
+    assert len(samples[upper]) == 3 and len(samples[lower]) == 2
 
 
 def test_the_newest_window_with_a_value_wins(store: Store) -> None:

@@ -51,6 +51,8 @@ RESULT_COLUMNS = (
     "ci_low",
     "ci_high",
     "threshold",
+    "band_low",
+    "band_high",
     "n",
     "status",
 )
@@ -66,6 +68,8 @@ RESULT_SCHEMA: dict[str, Any] = {
     "ci_low": pl.Float64,
     "ci_high": pl.Float64,
     "threshold": pl.Float64,
+    "band_low": pl.Float64,
+    "band_high": pl.Float64,
     "n": pl.Int64,
     "status": pl.String,
 }

@@ -26,6 +26,7 @@ __all__ = [
 SERIES_SEP = "|"
 STATE_COLORS = {"firing": "#d62728", "pending": "#ff7f0e", "resolved": "#2ca02c"}
 PERFORMANCE_FAMILIES = ("classification", "regression", "other")
+ESTIMATED_PREFIX = "estimated_"
 _LAYOUT: dict[str, Any] = {
     "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
     "height": 360,
@@ -83,6 +84,7 @@ def metric_figure(
     if rows.is_empty():
         return empty_figure(title)
     fig = go.Figure(layout={**_LAYOUT, "title": title})
+    _band(fig, rows)
     for name, part in _by_version(rows):
         x = part["x"].to_list()
         fig.add_scatter(x=x, y=part["value"].to_numpy(), name=name, mode="lines", **_hover(part))
@@ -98,8 +100,68 @@ def metric_figure(
                 line={"dash": "dash", "color": "#7f7f7f"},
                 annotation_text=f"{rule.policy}: {rule.op} {rule.value:g}",
             )
+    _realized(fig, results, metric, column, label)
     _alert_markers(fig, transitions)
     return fig
+
+
+def _band(fig: go.Figure, rows: pl.DataFrame) -> None:
+    """The champion's threshold band learnt from its reference, shaded: one legend entry
+    ("band") whatever the number of versions, so the legend stays short."""
+    banded = rows.filter(pl.col("band_low").is_not_null() & pl.col("band_high").is_not_null())
+    if banded.is_empty():
+        return
+    champion = banded.filter(pl.col("alias") == "champion")
+    part = (
+        champion
+        if not champion.is_empty()
+        else banded.filter(pl.col("version_id") == banded["version_id"].max())
+    )
+    x = part["x"].to_list()
+    line = {"width": 0}
+    fig.add_scatter(
+        x=x,
+        y=part["band_high"].to_numpy(),
+        line=line,
+        showlegend=False,
+        hoverinfo="skip",
+        legendgroup="band",
+        name="band",
+    )
+    fig.add_scatter(
+        x=x,
+        y=part["band_low"].to_numpy(),
+        line=line,
+        fill="tonexty",
+        fillcolor="rgba(127,127,127,0.18)",
+        name="band",
+        legendgroup="band",
+        hovertemplate="%{x}<br>band low %{y}<extra></extra>",
+    )
+
+
+def _realized(fig: go.Figure, results: pl.DataFrame, metric: str, column: str, label: str) -> None:
+    """Beside a label-free estimate, the realized figure of the same windows (dashed),
+    once labels have joined: the estimate's track record at a glance."""
+    if not metric.startswith(ESTIMATED_PREFIX):
+        return
+    same = results.filter(
+        (pl.col("metric") == metric.removeprefix(ESTIMATED_PREFIX))
+        & (pl.col("column_name") == column)
+        & pl.col("value").is_not_null()
+    )
+    rows = same.filter(pl.col("label") == label)
+    if rows.is_empty():  # a binary estimate's label names the positive class
+        rows = same.filter(pl.col("label") == "")
+    for name, part in _by_version(rows):
+        fig.add_scatter(
+            x=part["x"].to_list(),
+            y=part["value"].to_numpy(),
+            name=f"realized {name}",
+            mode="lines",
+            line={"dash": "dash"},
+            **_hover(part),
+        )
 
 
 def _alert_markers(fig: go.Figure, transitions: pl.DataFrame) -> None:

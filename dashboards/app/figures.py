@@ -12,6 +12,8 @@ from plotly.subplots import make_subplots
 from dashboards.app.data import PolicyThreshold
 
 __all__ = [
+    "DRIFT_SHOWN",
+    "ESTIMATED_PREFIX",
     "SERIES_SEP",
     "comparison_figure",
     "cost_figure",
@@ -27,6 +29,12 @@ SERIES_SEP = "|"
 STATE_COLORS = {"firing": "#d62728", "pending": "#ff7f0e", "resolved": "#2ca02c"}
 PERFORMANCE_FAMILIES = ("classification", "regression", "other")
 ESTIMATED_PREFIX = "estimated_"
+DRIFT_SHOWN = {  # what the drift heatmap can show: column name -> label
+    "value": "statistic",
+    "p_value": "p-value",
+    "p_adjusted": "adjusted p-value",
+    "drifted": "drifted after correction",
+}
 _LAYOUT: dict[str, Any] = {
     "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
     "height": 360,
@@ -191,8 +199,10 @@ def _alert_markers(fig: go.Figure, transitions: pl.DataFrame) -> None:
 
 
 def drift_figure(results: pl.DataFrame, metric: str, version_id: int, show: str) -> go.Figure:
-    """Heatmap feature by window of a drift metric's statistic (or p-value)."""
-    title = f"{metric} {'p-value' if show == 'p_value' else 'statistic'} per feature and window"
+    """Heatmap feature by window of a drift metric's statistic, raw or adjusted p-value, or
+    which columns drifted: in breach after the correction across columns and the effect
+    floor, the verdict an alert uses."""
+    title = f"{metric}: {DRIFT_SHOWN.get(show, show)} per feature and window"
     rows = results.filter(
         (pl.col("metric") == metric)
         & (pl.col("version_id") == version_id)
@@ -200,17 +210,26 @@ def drift_figure(results: pl.DataFrame, metric: str, version_id: int, show: str)
     )
     if rows.is_empty():
         return empty_figure(title)
+    drifted = show == "drifted"
+    if drifted:
+        rows = rows.with_columns((pl.col("status") == "breach").cast(pl.Int8).alias("drifted"))
     grid = rows.pivot(on="column_name", index="x", values=show, aggregate_function="first").sort(
         "x"
     )
     features = [c for c in grid.columns if c != "x"]
     fig = go.Figure(layout={**_LAYOUT, "title": title, "height": 120 + 24 * len(features)})
+    scale: Any = [[0, "#f0f0f0"], [1, "#d62728"]] if drifted else "Reds"
+    if show in ("p_value", "p_adjusted"):
+        scale = "Reds_r"
     fig.add_heatmap(
         x=grid["x"].to_list(),
         y=features,
         z=grid.select(features).to_numpy().T,
-        colorscale="Reds_r" if show == "p_value" else "Reds",
+        colorscale=scale,
         name=metric,
+        zmin=0 if drifted else None,
+        zmax=1 if drifted else None,
+        showscale=not drifted,
     )
     return fig
 

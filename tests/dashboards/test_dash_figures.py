@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from dashboards.app.data import RESULT_SCHEMA
-from dashboards.app.figures import metric_figure, series_key
+from dashboards.app.figures import drift_figure, metric_figure, series_key
 
 TRANSITIONS = pl.DataFrame(schema={"x": pl.String, "to_state": pl.String})
 
@@ -79,3 +79,18 @@ def test_a_series_without_a_band_or_an_estimate_draws_only_its_versions() -> Non
     results = _rows("roc_auc", "v1", "champion", [0.7, 0.72])
     fig = metric_figure(results, series_key("roc_auc", "", ""), [], TRANSITIONS)
     assert set(_traces(fig)) == {"v1 (champion)"}
+
+
+def test_the_drift_view_marks_the_columns_in_breach_after_correction() -> None:
+    age = _rows("data_drift", "v1", "champion", [0.3, 0.02], column_name="age")
+    age = age.with_columns(
+        pl.Series("status", ["breach", "ok"]), pl.Series("p_adjusted", [1e-6, 0.4])
+    )
+    plan = _rows("data_drift", "v1", "champion", [0.05, 0.04], column_name="plan")
+    plan = plan.with_columns(pl.Series("p_adjusted", [0.01, 0.9]))  # significant, below the floor
+    results = pl.concat([age, plan])
+    drifted = drift_figure(results, "data_drift", 1, "drifted").data[0]
+    assert list(drifted.y) == ["age", "plan"]
+    assert drifted.z.tolist() == [[1, 0], [0, 0]]
+    adjusted = drift_figure(results, "data_drift", 1, "p_adjusted").data[0]
+    assert adjusted.z.tolist() == [[1e-6, 0.4], [0.01, 0.9]]

@@ -15,6 +15,7 @@ from dash import Dash, Input, Output, State, dcc, html, no_update
 from dashboards.app.components import status_badge, table, time_text
 from dashboards.app.data import DashData, worst_by
 from dashboards.app.figures import (
+    DRIFT_SHOWN,
     PERFORMANCE_FAMILIES,
     comparison_figure,
     cost_figure,
@@ -82,7 +83,9 @@ def model_layout(data: DashData, name: str) -> html.Div:
                         "show",
                         dcc.RadioItems(
                             id="drift-show",
-                            options=_options(["value", "p_value"], ["statistic", "p-value"]),
+                            options=_options(
+                                list(DRIFT_SHOWN), [DRIFT_SHOWN[k] for k in DRIFT_SHOWN]
+                            ),
                             value="value",
                             inline=True,
                         ),

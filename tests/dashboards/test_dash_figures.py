@@ -94,3 +94,24 @@ def test_the_drift_view_marks_the_columns_in_breach_after_correction() -> None:
     assert drifted.z.tolist() == [[1, 0], [0, 0]]
     adjusted = drift_figure(results, "data_drift", 1, "p_adjusted").data[0]
     assert adjusted.z.tolist() == [[1e-6, 0.4], [0.01, 0.9]]
+
+
+def test_the_series_picker_offers_estimates_and_multivariate_scores() -> None:
+    from dashboards.app.pages.model import _series
+
+    results = pl.concat(
+        [
+            _rows("estimated_accuracy", "v1", "champion", [0.9]),
+            _rows("reconstruction_error", "v1", "champion", [1.1]).with_columns(
+                pl.lit("drift").alias("family")
+            ),
+            _rows("data_drift", "v1", "champion", [0.2], column_name="age").with_columns(
+                pl.lit("drift").alias("family")
+            ),
+        ]
+    )
+    keys, _ = _series(results)
+    assert keys == [
+        series_key("estimated_accuracy", "", ""),
+        series_key("reconstruction_error", "", ""),
+    ]

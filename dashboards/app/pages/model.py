@@ -122,7 +122,9 @@ def _pick(current: Any, values: list[Any], preferred: Any = None) -> Any:
 def _series(results: pl.DataFrame) -> tuple[list[str], list[str]]:
     rows = (
         results.filter(
-            pl.col("family").is_in(PERFORMANCE_FAMILIES) | (pl.col("label") == "drift_share")
+            pl.col("family").is_in([*PERFORMANCE_FAMILIES, "estimation"])
+            # whole-window drift: the drifted share and the multivariate scores
+            | ((pl.col("family") == "drift") & (pl.col("column_name") == ""))
         )
         .filter(pl.col("metric") != "confusion_matrix")
         .select("metric", "column_name", "label")

@@ -119,15 +119,15 @@ def serve(
     from modelwatch.app import create_app
     from modelwatch.auth import KeyStore
     from modelwatch.serving import UVICORN_LIMITS
-    from modelwatch.store.migrate import is_current, upgrade
+    from modelwatch.store.migrate import schema_problem, upgrade
 
     config = _load(config_path)
     store = _store(ctx)
     try:
         if migrate:
             upgrade(store)
-        elif not is_current(store):
-            _fail("the store schema is behind: run 'modelwatch db upgrade'")
+        elif (problem := schema_problem(store)) is not None:
+            _fail(problem)
         if not is_loopback(host) and not insecure and not KeyStore(store).any_active():
             _fail(
                 f"refusing to listen on {host}: no API keys exist, so anyone could write and read. "
@@ -157,12 +157,12 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
     import signal
     import threading
 
-    from modelwatch.store.migrate import is_current
+    from modelwatch.store.migrate import schema_problem
 
     config = _load(config_path)
     store = _store(ctx)
-    if not is_current(store):
-        _fail("the store schema is behind: run 'modelwatch db upgrade'")
+    if (problem := schema_problem(store)) is not None:
+        _fail(problem)
     background = _background(ctx.obj, store, config)
     service = background.evaluation
     stop = threading.Event()

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from modelwatch.errors import ModelwatchError
 from modelwatch.http import ORJSONResponse
 from modelwatch.store.engine import Store
-from modelwatch.store.migrate import is_current
+from modelwatch.store.migrate import schema_problem
 
 __all__ = ["READY_DEADLINE_S", "router"]
 
@@ -65,15 +65,13 @@ class Readiness:
     def _run(self, result: Future[str | None]) -> None:
         try:
             self.store.ping()
-            current = is_current(self.store)
+            problem = schema_problem(self.store)
         except ModelwatchError as exc:
             result.set_result(str(exc))
         except Exception as exc:  # the store may fail in ways we cannot enumerate
             result.set_result(repr(exc))
         else:
-            result.set_result(
-                None if current else "store schema is behind; run 'modelwatch db upgrade'"
-            )
+            result.set_result(problem)
 
 
 def _readiness(request: Request) -> Readiness:

@@ -18,7 +18,14 @@ from modelwatch.store.engine import Store
 if TYPE_CHECKING:
     from alembic.config import Config
 
-__all__ = ["HEAD_REVISION", "current_revision", "head_revision", "is_current", "upgrade"]
+__all__ = [
+    "HEAD_REVISION",
+    "current_revision",
+    "head_revision",
+    "is_current",
+    "schema_problem",
+    "upgrade",
+]
 
 _HERE = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0008"
@@ -60,6 +67,27 @@ def _stored_revision(store: Store) -> str | None:
 
 def is_current(store: Store) -> bool:
     return current_revision(store) == head_revision()
+
+
+def schema_problem(store: Store) -> str | None:
+    """None when the store's schema is the one this modelwatch runs on; else what is wrong
+    and what to do: a store behind it needs ``modelwatch db upgrade``, one ahead of it (a
+    newer modelwatch migrated it) needs this process upgraded, not the store."""
+    from alembic.script import ScriptDirectory
+
+    stored = current_revision(store)
+    if stored == HEAD_REVISION:
+        return None
+    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
+    if stored is None or stored in known:
+        return (
+            f"store schema is behind (revision {stored or 'none'}, this modelwatch needs "
+            f"{HEAD_REVISION}): run 'modelwatch db upgrade'"
+        )
+    return (
+        f"store schema is ahead (revision {stored}, unknown to this modelwatch, which runs "
+        f"on {HEAD_REVISION}): a newer modelwatch migrated it; upgrade this process"
+    )
 
 
 def upgrade(store: Store, revision: str = "head") -> None:

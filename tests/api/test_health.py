@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from modelwatch.app import create_app
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
+from modelwatch.store.migrate import HEAD_REVISION
 
 
 def test_healthz_and_readyz(client: TestClient, store: Store) -> None:
@@ -29,6 +30,24 @@ def test_readyz_fails_when_the_schema_is_behind(tmp_path: Path) -> None:
     with TestClient(create_app(Settings(database_url=url))) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and "modelwatch db upgrade" in r.json()["detail"]
+
+
+def test_readyz_says_when_the_schema_is_ahead_of_this_process(store: Store) -> None:
+    """After a newer modelwatch migrated the store, an older process must not advise
+    ``db upgrade``: the store is fine, the process is old."""
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    try:
+        with TestClient(create_app(Settings(database_url=store.url), store)) as c:
+            r = c.get("/readyz")
+        assert r.status_code == 503
+        detail = r.json()["detail"]
+        assert "ahead" in detail and "9999" in detail and "db upgrade" not in detail
+    finally:
+        with store.engine.begin() as conn:
+            conn.execute(text(f"UPDATE alembic_version SET version_num = '{HEAD_REVISION}'"))
 
 
 def test_openapi_documents_the_ingest_bodies(client: TestClient) -> None:

@@ -24,8 +24,11 @@ import yaml
 from alerts.service import AlertingService
 from demo.config import SINK_RECEIVER, demo_config
 from demo.simulator import Simulator
+from evaluators.checks import ESTIMATION_CHECKS, LOSS_ESTIMATION_CHECKS
 from modelwatch.app import create_app
+from modelwatch.config import Config
 from modelwatch.domain import Alias
+from modelwatch.monitors import CheckSpec
 from modelwatch.serving import BackgroundServer
 from modelwatch.settings import Settings
 from modelwatch.store.engine import Store
@@ -92,12 +95,25 @@ class _EtaChallenger:
         return getattr(self._client, name)
 
 
+def _with_estimates(config: Config) -> Config:
+    """The demo's monitors list their checks, so the label-free estimates the defaults would
+    add are not among them: added here, for the model dashboard's estimate panel."""
+    extra = {"fraud": ESTIMATION_CHECKS, "delivery-eta": LOSS_ESTIMATION_CHECKS}
+    monitors = [
+        m.model_copy(
+            update={"checks": [*m.checks, *(CheckSpec(metric=k) for k in extra.get(m.model, []))]}
+        )
+        for m in config.monitors
+    ]
+    return config.model_copy(update={"monitors": monitors})
+
+
 def _demo_service(tmp_path: Path) -> Iterator[str]:
     """modelwatch on SQLite with 15 minutes of demo traffic (a drift in its last 6), evaluated
     and alerted on; yields the API's host:port."""
     store = Store(f"sqlite:///{tmp_path}/demo.db")
     upgrade(store)
-    config = demo_config("http://127.0.0.1:9")
+    config = _with_estimates(demo_config("http://127.0.0.1:9"))
     app = create_app(Settings(database_url=store.url), store, config)
     server = BackgroundServer(app, "127.0.0.1", _free_port())
     server.start()

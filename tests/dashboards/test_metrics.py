@@ -6,6 +6,7 @@ import io
 import time
 from typing import Any
 
+import orjson
 import polars as pl
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -95,18 +96,23 @@ def _ingest_and_evaluate(client: TestClient) -> int:
     return runs
 
 
-def _latest_from_api(client: TestClient) -> dict[tuple[str, str, str], float]:
-    """(version, metric, label) -> value of the newest window with a value, unsegmented,
+def _latest_rows(client: TestClient) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(version, metric, label) -> the result of the newest window with a value, unsegmented,
     model-level figures only: what /metrics must show as modelwatch_result."""
-    body: dict[str, Any] = client.get("/v1/models/churn/results").json()
-    latest: dict[tuple[str, str, str], tuple[str, float]] = {}
+    body: dict[str, Any] = client.get("/v1/models/churn/results?limit=1000").json()
+    assert body["next"] is None
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
     for r in body["results"]:
         if r["segment"] is not None or r["column"] is not None or r["value"] is None:
             continue
         key = (r["version"], r["metric"], r["label"] or "")
-        if key not in latest or r["window_start"] >= latest[key][0]:
-            latest[key] = (r["window_start"], r["value"])
-    return {key: value for key, (_, value) in latest.items()}
+        if key not in latest or r["window_start"] >= latest[key]["window_start"]:
+            latest[key] = r
+    return latest
+
+
+def _latest_from_api(client: TestClient) -> dict[tuple[str, str, str], float]:
+    return {key: r["value"] for key, r in _latest_rows(client).items()}
 
 
 def test_metrics_carry_the_stored_results(churn: TestClient) -> None:
@@ -157,6 +163,33 @@ def test_drift_latency_and_health_match_the_results(churn: TestClient) -> None:
     extra = [churn_event(i, timestamp=int(time.time()) - 60) for i in range(100, 105)]
     churn.post("/v1/predictions", json={"model": "churn", "version": "v1", "events": extra})
     assert pick(scrape(churn), "modelwatch_predictions_total", version="v1") == [65.0]
+
+
+def test_bands_and_the_sequential_decision_match_the_results(churn: TestClient) -> None:
+    _ingest_and_evaluate(churn)
+    samples = scrape(churn)
+    rows = _latest_rows(churn)
+    for edge, name in (("band_low", "lower"), ("band_high", "upper")):
+        expected = {key: r[edge] for key, r in rows.items() if r[edge] is not None}
+        exported = {
+            (labels["version"], labels["metric"], labels["label"]): value
+            for labels, value in samples.get(f"modelwatch_result_band_{name}", [])
+        }
+        assert exported == expected
+    # the realized figures carry the band learnt from the reference's labelled rows
+    assert ("v1", "accuracy", "") in expected
+    decisions = {"challenger_better": 1.0, "undecided": 0.0, "champion_better": -1.0}
+    sequential = {
+        (version, label): decisions[orjson.loads(r["detail"])["decision"]]
+        for (version, metric, label), r in rows.items()
+        if metric == "champion_challenger_sequential"
+    }
+    assert ("v2", "accuracy") in sequential
+    exported_decisions = {
+        (labels["version"], labels["figure"]): value
+        for labels, value in samples["modelwatch_comparison_sequential_decision"]
+    }
+    assert exported_decisions == sequential
 
 
 def test_metrics_need_a_read_key_once_keys_exist(client: TestClient) -> None:

@@ -19,10 +19,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+
 from alerts.notifiers.base import Alert, Notification
+from alerts.notifiers.templates import FIGURES, figure_lines
 from alerts.routing import Route, inhibited, routes_for, silenced
 from modelwatch.outbox import Outbox
 from modelwatch.policies import InhibitRule, PolicySpec, ReceiverSpec, RouteSpec
+from modelwatch.store import tables as t
 from modelwatch.store.alerts import FIRING, RESOLVED, AlertRecord, AlertStore, GroupRecord
 from modelwatch.store.engine import Store
 from modelwatch.timeutil import utcnow
@@ -171,7 +175,7 @@ class Dispatcher:
         self, record: GroupRecord, group: _Group, members: list[AlertRecord]
     ) -> Notification:
         shown = members[:MAX_ALERTS_PER_NOTIFICATION]
-        alerts = [_alert(a) for a in shown]
+        alerts = [_alert(a, self._figures(a)) for a in shown]
         status = FIRING if any(a.state == FIRING for a in members) else RESOLVED
         return Notification(
             receiver=record.receiver,
@@ -185,13 +189,44 @@ class Dispatcher:
             truncated_alerts=len(members) - len(shown),
         )
 
+    def _figures(self, a: AlertRecord) -> str:
+        """The figures behind ``a`` read from its latest window's stored results (which
+        columns drifted and by how much, bands, estimates), one line each; "" if none."""
+        metric, model = a.annotations.get("metric", ""), a.labels.get("model", "")
+        if not metric or a.window_start_us is None:
+            return ""
+        m, v, mo = t.metric_results, t.model_versions, t.models
+        query = (
+            select(m)
+            .join(v, v.c.id == m.c.version_id)
+            .join(mo, mo.c.id == v.c.model_id)
+            .where(
+                mo.c.name == model,
+                v.c.version == a.labels.get("version", ""),
+                m.c.metric == metric,
+                m.c.window_start_us == a.window_start_us,
+                m.c.current == 1,
+                m.c.segment == a.labels.get("segment", ""),
+            )
+            .order_by(m.c.id)
+        )
+        if a.labels.get("feature"):
+            query = query.where(m.c.column_name.in_(["", a.labels["feature"]]))
+        try:
+            with self.store.read() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(query)]
+            return "\n".join(figure_lines(metric, rows))
+        except Exception:  # the alert still goes out, without its figures
+            log.exception("reading the results behind alert %s failed", a.fingerprint)
+            return ""
 
-def _alert(a: AlertRecord) -> Alert:
+
+def _alert(a: AlertRecord, figures: str = "") -> Alert:
     return Alert(
         fingerprint=a.fingerprint,
         status=a.state,
         labels=a.labels,
-        annotations=a.annotations,
+        annotations={**a.annotations, FIGURES: figures} if figures else a.annotations,
         starts_at=a.started_at or a.updated_at,
         ends_at=a.resolved_at if a.state == RESOLVED else None,
         value=a.value,

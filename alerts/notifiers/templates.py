@@ -8,13 +8,24 @@ user-supplied text is escaped for Slack's ``mrkdwn`` (``&``, ``<``, ``>``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from alerts.notifiers.base import Alert, Notification
 
-__all__ = ["MAX_ALERTS", "build_blocks", "fallback_text", "headline", "sparkline"]
+__all__ = [
+    "FIGURES",
+    "MAX_ALERTS",
+    "build_blocks",
+    "fallback_text",
+    "figure_lines",
+    "headline",
+    "sparkline",
+]
 
 MAX_ALERTS = 10
 SPARK = "▁▂▃▄▅▆▇█"
@@ -22,6 +33,7 @@ SPARK_WIDTH = 24
 HEADER_MAX = 150
 SECTION_MAX = 3000
 DESCRIPTION_MAX = 600
+FIGURES = "figures"  # annotation: the stored results' figures, one line each
 
 Block = dict[str, Any]
 
@@ -144,6 +156,7 @@ def _alert_section(alert: Alert, n: Notification) -> Block:
     if description:
         lines.append(escape(_truncate(description, DESCRIPTION_MAX)))
     lines.append(_crossing(alert, n))
+    lines.extend(f"• {escape(line)}" for line in alert.annotations.get(FIGURES, "").splitlines())
     if alert.trend:
         lines.append(_trend(alert.trend))
     lines.append(_since(alert))
@@ -212,3 +225,106 @@ def _group_links(n: Notification) -> list[str]:
     if n.external_url:
         out.append(link(n.external_url, "modelwatch"))
     return out
+
+
+# Figures from the stored results behind an alert (:func:`figure_lines`): what an on-call
+# person needs to act, in a few short lines.
+
+MAX_DRIFTED = 5
+_FLOOR = re.compile(r"min_effect ([0-9.eE+-]+)")
+_BAND = re.compile(r"band \[([0-9.eE+-]+), ([0-9.eE+-]+)\]")
+_REALIZED = re.compile(r"realized ([0-9.eE+-]+)")
+_MULTIVARIATE = {"reconstruction_error": "reconstruction error", "domain_classifier": "AUC"}
+
+
+def short(value: float | None) -> str:
+    """Three significant figures, exponents without padding (``3e-6``, not ``3e-06``)."""
+    if value is None:
+        return "n/a"
+    text = f"{value:.3g}" if value == 0 or abs(value) >= 1e-3 else f"{value:.1g}"
+    return re.sub(r"e([+-])0*(\d)", lambda m: f"e{m[1].replace('+', '')}{m[2]}", text)
+
+
+def figure_lines(metric: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Lines for an alert on ``metric`` from its window's stored result rows."""
+    if metric == "data_drift" or metric in ("ks", "chi2", "z"):
+        return _drifted(rows)
+    if metric in _MULTIVARIATE:
+        return _multivariate(metric, rows)
+    if metric.startswith("estimated_"):
+        return [line for r in rows if (line := _estimated(metric, r))][:1]
+    if metric == "champion_challenger_sequential":
+        return [line for r in rows if (line := _sequential(r))][:2]
+    return []
+
+
+def _drifted(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    drifted = [r for r in rows if r["status"] == "breach" and r["column_name"]]
+    drifted.sort(key=lambda r: -(r["effect"] if r["effect"] is not None else -math.inf))
+    lines = [_drift_line(r) for r in drifted[:MAX_DRIFTED]]
+    if len(drifted) > MAX_DRIFTED:
+        lines.append(f"and {len(drifted) - MAX_DRIFTED} more")
+    return lines
+
+
+def _drift_line(r: Mapping[str, Any]) -> str:
+    detail = str(r["detail"] or "")
+    method = detail.split(";", 1)[0].strip().upper() or str(r["metric"]).upper()
+    effect = r["effect"] if r["effect"] is not None else r["value"]
+    floor = _FLOOR.search(detail)
+    size = f"{method} {short(effect)}" + (f" (floor {short(float(floor[1]))})" if floor else "")
+    p = r["p_adjusted"] if r["p_adjusted"] is not None else r["p_value"]
+    tag = "adj. p" if r["p_adjusted"] is not None else "p"
+    return f"{r['column_name']}: {size}" + (f", {tag} {short(p)}" if p is not None else "")
+
+
+def _band(r: Mapping[str, Any]) -> tuple[float, float] | None:
+    if r["band_low"] is not None and r["band_high"] is not None:
+        return float(r["band_low"]), float(r["band_high"])
+    found = _BAND.search(str(r["detail"] or ""))
+    return (float(found[1]), float(found[2])) if found else None
+
+
+def _multivariate(metric: str, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    main = next((r for r in rows if not r["column_name"] and not r["label"]), None)
+    if main is None or main["value"] is None:
+        return []
+    line = f"{_MULTIVARIATE[metric]} {short(main['value'])}"
+    band = _band(main)
+    if band is not None and math.isfinite(band[0]):
+        line += f", band {short(band[0])}-{short(band[1])}"
+    elif main["threshold"] is not None:
+        line += f", threshold {short(main['threshold'])}"
+    importance = [r for r in rows if r["label"] == "importance" and r["value"] is not None]
+    importance.sort(key=lambda r: -float(r["value"]))
+    if importance:
+        top = ", ".join(f"{r['column_name']} {float(r['value']):+.3f}" for r in importance[:3])
+        line += f"; top features: {top}"
+    return [line]
+
+
+def _estimated(metric: str, r: Mapping[str, Any]) -> str:
+    if r["value"] is None or r["column_name"]:
+        return ""
+    name = metric.removeprefix("estimated_").replace("_", " ")
+    line = f"estimated {name} {short(r['value'])}"
+    band = _band(r)
+    if band is not None:
+        line += f" (band {short(band[0])}-{short(band[1])})"
+    realized = _REALIZED.search(str(r["detail"] or ""))
+    return line + (f", realized {short(float(realized[1]))}" if realized else ", no labels yet")
+
+
+def _sequential(r: Mapping[str, Any]) -> str:
+    if r["value"] is None or r["ci_low"] is None or r["ci_high"] is None:
+        return ""
+    try:
+        detail = orjson.loads(str(r["detail"]))
+    except orjson.JSONDecodeError:
+        detail = {}
+    decision = str(detail.get("decision", "")).replace("_", " ") if isinstance(detail, dict) else ""
+    line = (
+        f"{r['label']} challenger - champion {r['value']:+.3g}, always-valid interval "
+        f"[{r['ci_low']:+.3g}, {r['ci_high']:+.3g}], {r['n']} samples so far"
+    )
+    return line + (f" ({decision})" if decision else "")

@@ -322,9 +322,11 @@ def _sequential(r: Mapping[str, Any]) -> str:
         detail = orjson.loads(str(r["detail"]))
     except orjson.JSONDecodeError:
         detail = {}
-    decision = str(detail.get("decision", "")).replace("_", " ") if isinstance(detail, dict) else ""
+    detail = detail if isinstance(detail, dict) else {}
+    alpha = f" at alpha {detail['alpha']:g}" if isinstance(detail.get("alpha"), float) else ""
+    decision = str(detail.get("decision", "")).replace("_", " ")
     line = (
-        f"{r['label']} challenger - champion {r['value']:+.3g}, always-valid interval "
-        f"[{r['ci_low']:+.3g}, {r['ci_high']:+.3g}], {r['n']} samples so far"
+        f"{r['label']} challenger - champion {r['value']:+.3g}, always-valid interval"
+        f"{alpha} [{r['ci_low']:+.3g}, {r['ci_high']:+.3g}], {r['n']} samples so far"
     )
     return line + (f" ({decision})" if decision else "")

@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 import polars as pl
 import pytest
 
 from alerts.notifiers.templates import figure_lines, short
 from alerts.service import AlertingService
 from evaluators.base import EvalContext, get_metric
+from modelwatch import sequential
 from modelwatch.config import Config
 from modelwatch.domain import ModelSpec
 from modelwatch.outbox import RetryPolicy
@@ -160,3 +162,63 @@ def test_a_multivariate_alert_gives_its_score_and_band(store: Store, slack: Fake
     condition = {"status": {"metric": "reconstruction_error", "status": "breach"}}
     _service(store, results, slack, condition).cycle()
     assert "reconstruction error 1.42, band 0.91-1.08" in _sections(slack)
+
+
+def test_a_sequential_promotion_gives_the_difference_interval_and_samples(
+    store: Store, slack: FakeSlack
+) -> None:
+    results = Results(store)
+    total = {"pairs": [4000.0, 200.0, 600.0]}  # 400 requests only the challenger got right, 200
+    seq = sequential.from_stats(total, 0.05)
+    detail = {"mode": "shadow", "alpha": 0.05, "planned_n": 10_000.0, "total": total}
+    figure = MetricResult(
+        "champion_challenger_sequential",
+        float(seq.estimate),
+        4000,
+        label="accuracy",
+        p_value=float(seq.p_value),
+        ci_low=float(seq.low),
+        ci_high=float(seq.high),
+        detail=orjson.dumps({**detail, "decision": "challenger_better"}).decode(),
+    )
+    results.window(0, [figure], version="v2")
+    condition = {"challenger_beats_champion": {"metric": "accuracy", "test": "sequential"}}
+    _service(store, results, slack, condition).cycle()
+    assert float(seq.low) > 0, "the seeded figures must be a win for the policy to fire"
+    expected = (
+        f"accuracy challenger - champion {float(seq.estimate):+.3g}, always-valid interval at"
+        f" alpha 0.05 [{float(seq.low):+.3g}, {float(seq.high):+.3g}], 4000 samples so far"
+        " (challenger better)"
+    )
+    assert expected in _sections(slack)
+
+
+def test_a_domain_classifier_alert_names_its_top_three_features() -> None:
+    def row(column: str, label: str, value: float) -> dict[str, Any]:
+        return {
+            "column_name": column,
+            "label": label,
+            "value": value,
+            "threshold": 0.56,
+            "band_low": None,
+            "band_high": None,
+            "detail": "5-fold AUC",
+        }
+
+    rows = [row("", "", 0.71), *(row(f"f{i}", "importance", i / 100) for i in range(5))]
+    assert figure_lines("domain_classifier", rows) == [
+        "AUC 0.71, threshold 0.56; top features: f4 +0.040, f3 +0.030, f2 +0.020"
+    ]
+
+
+def test_an_estimate_with_its_labels_in_shows_the_realized_figure() -> None:
+    row = {
+        "column_name": "",
+        "value": 0.81,
+        "band_low": 0.86,
+        "band_high": 0.93,
+        "detail": "calibrated; band [0.86, 0.93] from chunks; realized 0.7900, estimate's error",
+    }
+    assert figure_lines("estimated_f1", [row]) == [
+        "estimated f1 0.81 (band 0.86-0.93), realized 0.79"
+    ]

@@ -35,7 +35,9 @@ def normalize_url(url: str) -> str:
 def _sqlite_pragmas(busy_ms: int, dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    # FULL syncs the WAL at every commit, so an acknowledged batch survives a power loss
+    # or an OS crash, not only a crash of the process (NORMAL's promise); 0.3 ms a commit.
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA cache_size=-65536")

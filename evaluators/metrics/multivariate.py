@@ -197,7 +197,17 @@ class ReconstructionError(_Multivariate):
             f"variance); band [{low:.4g}, {high:.4g}] from {how}" + features.note()
         )
         status = Status.BREACH if breach else Status.OK
-        return [self.result(value, ctx.window.height, threshold=high, status=status, detail=detail)]
+        return [
+            self.result(
+                value,
+                ctx.window.height,
+                threshold=high,
+                band_low=low,
+                band_high=high,
+                status=status,
+                detail=detail,
+            )
+        ]
 
     def _band(
         self,
@@ -265,8 +275,14 @@ class DomainClassifier(_Multivariate):
             f" rows; AUC drop when shuffled: {top}" + features.note()
         )
         status = Status.BREACH if auc >= threshold else Status.OK
-        main = self.result(
-            auc, ctx.window.height, threshold=threshold, status=status, detail=detail
+        main = self.result(  # the band is [0, threshold]: an AUC below 0.5 is no drift
+            auc,
+            ctx.window.height,
+            threshold=threshold,
+            band_low=0.0,
+            band_high=threshold,
+            status=status,
+            detail=detail,
         )
         return [main, *(self._importance(features.names[c], d, window.height) for c, d in ranked)]
 

@@ -252,8 +252,10 @@ def test_user_thresholds() -> None:
     assert (low.status, low.threshold) == (Status.BREACH, 0.01)
     band = run("reconstruction_error", window, reference, spec, threshold=[0.0, 100.0])[0]
     assert band.status is Status.OK
+    assert (band.band_low, band.band_high) == (0.0, 100.0)  # the band the surfaces draw
     auc = run("domain_classifier", window, reference, spec, threshold=0.2)[0]
     assert (auc.status, auc.threshold) == (Status.BREACH, 0.2)
+    assert (auc.band_low, auc.band_high) == (0.0, 0.2)
 
 
 # --- no drift: false alarms ---------------------------------------------------------------------

@@ -39,7 +39,7 @@ from evaluators.metrics.cost import cost_per_1k, latency_quantile, prediction_co
 from evaluators.metrics.sampled import finite_figures
 from modelwatch.domain import ModelSpec
 
-__all__ = ["ChampionChallenger", "CostDiff"]
+__all__ = ["MODES", "ChampionChallenger", "CostDiff", "traffic_mode"]
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -94,7 +94,9 @@ def _conformed(frame: pl.DataFrame, regression: bool, who: str) -> pl.DataFrame:
     ).unique("request_id", keep="first", maintain_order=True)
 
 
-def _mode(ctx: EvalContext, champion: pl.DataFrame, challenger: pl.DataFrame) -> str:
+def traffic_mode(ctx: EvalContext, champion: pl.DataFrame, challenger: pl.DataFrame) -> str:
+    """The ``mode`` option, or from the data: ``shadow`` when the versions scored at least
+    ``min_samples`` of the same requests, else ``split``."""
     mode = ctx.option("mode", "auto")
     if mode not in MODES:
         raise Unavailable(Status.ERROR, f"option 'mode' must be one of {list(MODES)}, got {mode!r}")
@@ -151,7 +153,7 @@ def _samples(ctx: EvalContext) -> _Samples:
             raise Unavailable(Status.INSUFFICIENT_DATA, f"the {who} window is empty")
         frames.append(_conformed(frame, regression, who))
     champion, challenger = frames
-    mode = _mode(ctx, champion, challenger)
+    mode = traffic_mode(ctx, champion, challenger)
     return (_shadow if mode == "shadow" else _split)(ctx, champion, challenger)
 
 

@@ -22,6 +22,7 @@ import orjson
 import polars as pl
 
 from evaluators.base import EvalContext, Family, Metric, MetricResult, Status, Unavailable, register
+from evaluators.metrics.comparison import traffic_mode
 from evaluators.metrics.cost import cost_per_1k
 from evaluators.metrics.sampled import finite_figures
 from evaluators.sequential_keys import CHAMPION_OPTION, KEY, PRIOR_OPTION
@@ -41,7 +42,6 @@ __all__ = [
 DECISIONS = ("challenger_better", "champion_better", "undecided")
 LOWER_IS_BETTER = {"accuracy": False, "log_loss": True, "mae": True, "mse": True}
 FIGURES = tuple(LOWER_IS_BETTER)
-MODES = ("auto", "shadow", "split")
 _EPS = float(np.finfo(np.float64).eps)  # the log_loss metric's clip
 
 Floats = npt.NDArray[np.float64]
@@ -113,16 +113,6 @@ def _triple(values: pl.Series) -> list[float]:
 # --- one window ------------------------------------------------------------------------
 
 
-def _mode(ctx: EvalContext, champion: pl.DataFrame, challenger: pl.DataFrame) -> str:
-    mode = ctx.option("mode", "auto")
-    if mode not in MODES:
-        raise Unavailable(Status.ERROR, f"option 'mode' must be one of {list(MODES)}, got {mode!r}")
-    if mode != "auto":
-        return str(mode)
-    shared = int(champion["request_id"].is_in(challenger["request_id"].implode()).sum())
-    return "shadow" if shared > 0 and shared >= ctx.min_samples else "split"
-
-
 def window_stats(ctx: EvalContext) -> tuple[str, dict[str, sequential.Stats]]:
     """The window's mode and, per figure, its summed statistics of the differences."""
     if ctx.challenger is None:
@@ -130,7 +120,7 @@ def window_stats(ctx: EvalContext) -> tuple[str, dict[str, sequential.Stats]]:
     figures = figures_for(ctx.spec)
     champion = _losses(ctx.window, ctx.spec, "champion")
     challenger = _losses(ctx.challenger, ctx.spec, "challenger")
-    mode = _mode(ctx, champion, challenger)
+    mode = traffic_mode(ctx, champion, challenger)
     if mode == "split":
         return mode, {
             f: {"champion": _triple(champion[f]), "challenger": _triple(challenger[f])}

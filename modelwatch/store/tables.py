@@ -22,6 +22,7 @@ __all__ = [
     "alias_changes",
     "api_keys",
     "approvals",
+    "archive_files",
     "audit_log",
     "metadata",
     "model_versions",
@@ -30,6 +31,7 @@ __all__ = [
     "reference_datasets",
     "retrain_cooldowns",
     "retrain_requests",
+    "retention_settings",
     "usage_samples",
     "webhook_receipts",
 ]
@@ -429,4 +431,37 @@ webhook_receipts = Table(
     Column("webhook_id", String(256), primary_key=True),
     Column("received_at", UTCDateTime(), nullable=False),
     Index("ix_webhook_receipts_received_at", "received_at"),
+)
+
+# How long a model's raw events, labels and usage stay in the hot store after their windows
+# can no longer change, and its results and runs (NULL: the documented default). ``source``
+# says who set it: the config (re-applied at every start) or the API.
+retention_settings = Table(
+    "retention_settings",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("raw_s", BigInteger, nullable=True),
+    Column("results_s", BigInteger, nullable=True),
+    Column("source", String(16), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# Parquet files of closed days in the archive: one per model, version, UTC day and kind
+# (events joined with their labels, or usage). A row is written only after its file is
+# complete, so the catalog never names a partial file; rows and sha256 let it be verified.
+archive_files = Table(
+    "archive_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("version_id", Integer, nullable=False),
+    Column("day", String(10), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("written_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("model_id", "version_id", "day", "kind", name="uq_archive_files_day"),
 )

@@ -27,6 +27,8 @@ from dashboards.routes import router as metrics_router
 from evaluators.base import Family, metric_keys
 from evaluators.routes import router as evaluation_router
 from evaluators.routes import validate_monitor
+from lifecycle.routes import RETENTION_STATE
+from lifecycle.routes import router as lifecycle_router
 from modelwatch import __version__
 from modelwatch.api.audit import router as audit_router
 from modelwatch.api.health import router as health_router
@@ -34,7 +36,7 @@ from modelwatch.api.registry import router as registry_router
 from modelwatch.auth import KeyStore
 from modelwatch.background import build_background
 from modelwatch.config import Config, load_config
-from modelwatch.errors import ConfigError, ValidationFailed
+from modelwatch.errors import ConfigError, NotFoundError, ValidationFailed
 from modelwatch.http import install_error_handlers
 from modelwatch.limits import RequestLimits
 from modelwatch.scheduler_state import SchedulerStateFile
@@ -105,6 +107,7 @@ def create_app(
     app.state.scraper = background.scraper
     app.state.references = ReferenceStore(store)
     app.state.reports = reports
+    setattr(app.state, RETENTION_STATE, background.retention)
     apply_config(config, store, registry)
     install_error_handlers(app)
     app.include_router(health_router)
@@ -116,6 +119,7 @@ def create_app(
     app.include_router(retrain_router)
     app.include_router(audit_router)
     app.include_router(report_router)
+    app.include_router(lifecycle_router)
     families = {key: family.value for family in Family for key in metric_keys(family)}
     mount_dash(
         app, store, app.state.keys, policies=lambda: list(config.policies), families=families
@@ -173,6 +177,18 @@ def apply_config(config: Config, store: Store, registry: Registry) -> None:
     monitors = MonitorStore(store, registry)
     for monitor in config.monitors:
         monitors.upsert(monitor, "config", "config")
+    _check_retention(config, registry)
+
+
+def _check_retention(config: Config, registry: Registry) -> None:
+    """The config's per-model retention names registered models."""
+    for name in config.retention.models:
+        try:
+            registry.get_model(name)
+        except NotFoundError:
+            raise ConfigError(
+                f"retention.models.{name}: no model named {name!r} is registered"
+            ) from None
 
 
 def _document_raw_bodies(app: FastAPI) -> None:

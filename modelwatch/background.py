@@ -2,7 +2,7 @@
 
 Evaluation (APScheduler plans and drains runs), alerting (policies, grouping,
 notification delivery), retraining (retrain requests, promotions, pipeline
-webhooks) and the usage scrapers. Several processes may run them on one
+webhooks), the usage scrapers and retention of the hot store. Several processes may run them on one
 PostgreSQL store: runs, deliveries and retrain requests are claimed or keyed
 in the database, so each happens once.
 """
@@ -17,6 +17,7 @@ from alerts.service import AlertingService
 from collector.ingest import Ingestor
 from collector.scrape import Scraper
 from evaluators.scheduler import EvaluationService
+from lifecycle.retention import Retention
 from modelwatch.config import Config
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
@@ -33,6 +34,7 @@ class Background:
     alerting: AlertingService
     retraining: RetrainService
     scraper: Scraper
+    retention: Retention
 
     def start(self) -> None:
         self.evaluation.start()
@@ -65,7 +67,12 @@ def build_background(
     scraper = Scraper(config.scrape, ingestor)
     for job, every_s, job_id in scraper.jobs():
         evaluation.add_job(job, every_s, job_id)
-    return Background(evaluation, alerting, retraining, scraper)
+    if clock is None:
+        retention = Retention(store, registry, config.retention)
+    else:
+        retention = Retention(store, registry, config.retention, clock=clock)
+    evaluation.add_job(retention.run_quietly, config.retention.interval, "retention")
+    return Background(evaluation, alerting, retraining, scraper, retention)
 
 
 def _utc(clock: Callable[[], float]) -> Callable[[], datetime]:

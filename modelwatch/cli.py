@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelwatch import __version__
+from modelwatch.cli_retention import retention
 from modelwatch.cli_webhooks import webhooks
 from modelwatch.config import Config, load_config
 from modelwatch.domain import Scope
@@ -387,6 +388,7 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
 
 
 cli.add_command(webhooks)
+cli.add_command(retention)
 
 
 @cli.command("check-config")

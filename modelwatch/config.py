@@ -29,6 +29,7 @@ from modelwatch.policies import (
     ReceiverSpec,
     RouteSpec,
 )
+from modelwatch.retention import RetentionSpec
 
 __all__ = ["Config", "load_config"]
 
@@ -50,6 +51,10 @@ class Config(BaseModel):
     otlp: OtlpSpec = Field(default_factory=OtlpSpec, description="OTLP metrics -> usage")
     scrape: list[ScrapeTarget] = Field(default_factory=list, description="Prometheus targets")
     pipelines: list[PipelineSpec] = Field(default_factory=list)
+    retention: RetentionSpec = Field(
+        default_factory=lambda: RetentionSpec.model_validate({}),
+        description="how long data stays in the hot store",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:

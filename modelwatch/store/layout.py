@@ -156,6 +156,8 @@ class ModelLayout:
             Column("label", _sql_type(self.label_kind), nullable=False),
             Column("ts_us", BigInteger, nullable=False),
             Column("received_us", BigInteger, nullable=False),
+            # Retention deletes labels by their time, in batches.
+            Index(f"ix_{p}_labels_ts", "ts_us"),
         )
         reference = Table(
             f"{p}_reference",

@@ -29,9 +29,9 @@ __all__ = [
     "models",
     "pipeline_endpoints",
     "reference_datasets",
+    "retention_settings",
     "retrain_cooldowns",
     "retrain_requests",
-    "retention_settings",
     "usage_samples",
     "webhook_receipts",
 ]

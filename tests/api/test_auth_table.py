@@ -59,6 +59,9 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/pipelines/{name}/enable"): Scope.ADMIN,
     ("GET", "/v1/audit"): Scope.READ,
     ("GET", "/v1/models/{name}/ledger"): Scope.READ,
+    ("GET", "/v1/models/{name}/retention"): Scope.READ,
+    ("PUT", "/v1/models/{name}/retention"): Scope.ADMIN,
+    ("DELETE", "/v1/models/{name}/retention"): Scope.ADMIN,
     ("GET", "/v1/runs/{run_id}/report"): Scope.READ,
     ("GET", "/metrics"): Scope.READ,
 }

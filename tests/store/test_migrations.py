@@ -47,3 +47,26 @@ def test_upgrade_from_an_older_revision_runs_the_missing_migrations(store: Store
     assert current_revision(store) != head_revision()
     upgrade(store)
     assert current_revision(store) == head_revision()
+
+
+def test_upgrade_indexes_the_label_tables_of_models_registered_before(store: Store) -> None:
+    """Retention deletes labels by time: models registered before 0009 get the index too."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from modelwatch.domain import ModelSpec
+    from modelwatch.store.migrate import _config
+    from modelwatch.store.registry import Registry
+    from tests.conftest import CHURN_SPEC
+
+    model = Registry(store).create_model(ModelSpec.model_validate(CHURN_SPEC), "test")
+    table = f"mw_m{model.id}_labels"
+    cfg = _config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0008")
+        conn.execute(text(f"DROP INDEX ix_{table}_ts"))
+    upgrade(store)
+    with store.engine.connect() as conn:
+        indexes = {ix["name"] for ix in inspect(conn).get_indexes(table)}
+    assert f"ix_{table}_ts" in indexes

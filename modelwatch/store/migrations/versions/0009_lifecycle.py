@@ -1,4 +1,4 @@
-"""data lifecycle: per-model retention settings and the archive's catalog
+"""data lifecycle: per-model retention settings, the archive's catalog, labels by time
 
 Revision ID: 0009
 Revises: 0008
@@ -47,6 +47,13 @@ def upgrade() -> None:
         sa.Column("written_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("model_id", "version_id", "day", "kind", name="uq_archive_files_day"),
     )
+
+    # Retention deletes labels by their time: existing models' label tables get the index
+    # that tables of models registered from now on are created with.
+    bind = op.get_bind()
+    for (model_id,) in bind.execute(sa.text("SELECT id FROM models")).all():
+        table = f"mw_m{int(model_id)}_labels"
+        op.execute(f"CREATE INDEX IF NOT EXISTS ix_{table}_ts ON {table} (ts_us)")
 
 
 def downgrade() -> None:

@@ -1,0 +1,1 @@
+"""Data lifecycle: retention of the hot store (and, with an archive, what leaves it)."""

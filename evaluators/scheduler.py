@@ -22,10 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import TYPE_CHECKING, Any
 
 from evaluators.planner import Planner
 from evaluators.runner import Runner
@@ -36,6 +33,9 @@ from modelwatch.store.monitors import MonitorRecord, MonitorStore
 from modelwatch.store.registry import Registry
 from modelwatch.store.runs import RunRecord, RunStore
 from modelwatch.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 __all__ = ["EvaluationService", "SchedulerState", "worker_name"]
 
@@ -95,7 +95,7 @@ class EvaluationService:
         """Run ``fn`` every ``every_s`` seconds on this scheduler (e.g. alerting)."""
         self._extra_jobs.append((fn, every_s, job_id))
         if self._scheduler is not None:
-            self._scheduler.add_job(fn, IntervalTrigger(seconds=every_s), id=job_id)
+            self._scheduler.add_job(fn, _every(every_s), id=job_id)
 
     # --- work ----------------------------------------------------------------
     def plan(self, monitor: MonitorRecord, since_us: int | None = None) -> int:
@@ -165,13 +165,17 @@ class EvaluationService:
 
     # --- scheduling ----------------------------------------------------------
     def start(self) -> None:
+        # APScheduler is loaded only by processes that schedule: `modelwatch evaluate`
+        # plans and runs with the same code and starts faster without it.
+        from apscheduler.schedulers.background import BackgroundScheduler
+
         self._stopping.clear()
         scheduler = BackgroundScheduler(
             timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1}
         )
-        scheduler.add_job(self.sync, IntervalTrigger(seconds=self.sync_interval_s), id="sync")
+        scheduler.add_job(self.sync, _every(self.sync_interval_s), id="sync")
         for fn, every_s, job_id in self._extra_jobs:
-            scheduler.add_job(fn, IntervalTrigger(seconds=every_s), id=job_id)
+            scheduler.add_job(fn, _every(every_s), id=job_id)
         scheduler.start()
         self._scheduler = scheduler
         self._drainer = threading.Thread(target=self._drain_loop, name="drain", daemon=True)
@@ -223,7 +227,15 @@ class EvaluationService:
         self.state.running = False
 
 
-def _trigger(schedule: str) -> CronTrigger | IntervalTrigger:
+def _every(seconds: float) -> Any:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    return IntervalTrigger(seconds=seconds)
+
+
+def _trigger(schedule: str) -> Any:
     if len(schedule.split()) == 5:
+        from apscheduler.triggers.cron import CronTrigger
+
         return CronTrigger.from_crontab(schedule, timezone="UTC")
-    return IntervalTrigger(seconds=parse_duration(schedule))
+    return _every(parse_duration(schedule))

@@ -15,7 +15,6 @@ import click
 from modelwatch import __version__
 from modelwatch.cli_retention import retention
 from modelwatch.cli_webhooks import webhooks
-from modelwatch.config import Config, load_config
 from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError
 from modelwatch.settings import (
@@ -26,12 +25,13 @@ from modelwatch.settings import (
     Settings,
 )
 from modelwatch.store.engine import Store
-from modelwatch.telemetry import setup_telemetry
 from modelwatch.timeutil import us_to_datetime
 
 if TYPE_CHECKING:
     from evaluators.scheduler import EvaluationService
     from modelwatch.background import Background
+    from modelwatch.config import Config
+    from modelwatch.telemetry import Telemetry
 
 __all__ = ["main"]
 
@@ -39,6 +39,13 @@ __all__ = ["main"]
 def _store(ctx: click.Context) -> Store:
     settings: Settings = ctx.obj
     return Store.from_settings(settings)
+
+
+def _telemetry() -> Telemetry:
+    """OpenTelemetry for the long-running commands; the short ones start without loading it."""
+    from modelwatch.telemetry import setup_telemetry
+
+    return setup_telemetry()
 
 
 def _fail(message: str) -> None:
@@ -75,6 +82,7 @@ def _load(config_path: str | None) -> Config | None:
     if config_path is None:
         return None
     from modelwatch.app import check_config
+    from modelwatch.config import load_config
 
     try:
         config = load_config(config_path)
@@ -141,7 +149,7 @@ def serve(
         app = create_app(ctx.obj, store, config, scheduler=scheduler)
     except ModelwatchError as exc:
         _fail(str(exc))
-    telemetry = setup_telemetry()
+    telemetry = _telemetry()
     try:
         uvicorn.run(
             app, host=host, port=port, log_level=ctx.obj.log_level.lower(), **UVICORN_LIMITS
@@ -169,7 +177,7 @@ def worker(ctx: click.Context, config_path: str | None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    telemetry = setup_telemetry()
+    telemetry = _telemetry()
     background.start()
     click.echo(f"worker {service.runner.worker} evaluating {len(service.state.monitors)} monitors")
     stop.wait()
@@ -184,6 +192,7 @@ def _background(settings: Settings, store: Store, config: Config | None) -> Back
     from collector.ingest import Ingestor
     from modelwatch.app import apply_config
     from modelwatch.background import build_background
+    from modelwatch.config import Config
     from modelwatch.store.registry import Registry
 
     config = config or Config.model_validate({})
@@ -215,7 +224,7 @@ def _serve_processes(
     if config_path is not None:
         os.environ[ENV_CONFIG] = str(Path(config_path).resolve())
     background = _background(settings, store, config) if scheduler else None
-    telemetry = setup_telemetry()
+    telemetry = _telemetry()
     os.environ.pop(ENV_SCHEDULER_STATE, None)  # set below only if this process schedules
     with tempfile.TemporaryDirectory(prefix="modelwatch-serve-") as tmp:
         if background is not None:

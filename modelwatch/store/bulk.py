@@ -10,7 +10,6 @@ from itertools import chain
 from operator import itemgetter
 from typing import Any
 
-import psycopg
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -117,6 +116,8 @@ def _postgres_copy(
     rows: Sequence[tuple[Any, ...]],
     ignore_conflicts: bool,
 ) -> int:
+    import psycopg  # loaded only on PostgreSQL: SQLite processes start without it
+
     raw = conn.connection.driver_connection
     collist = ", ".join(columns)
     types = [_pg_type(table, c) for c in columns]

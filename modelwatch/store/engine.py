@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import psycopg
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError, OperationalError
 from sqlalchemy.exc import TimeoutError as SATimeoutError
@@ -112,7 +112,11 @@ class Store:
 
     def insert(self, table: Table) -> Any:
         """The dialect's INSERT for ``table``, which has ``on_conflict_do_nothing/update``."""
-        return (postgresql.insert if self.is_postgres else sqlite.insert)(table)
+        if self.is_postgres:
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(table)
+        return sqlite.insert(table)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -159,7 +163,7 @@ class Store:
         except SATimeoutError as exc:
             detail = f"no free store connection within {self.timeouts.pool_s:g}s"
             raise StoreError(f"{what}: {detail}") from exc
-        except (OperationalError, psycopg.OperationalError) as exc:
+        except _driver_errors() as exc:
             raise StoreError(f"{what}: {getattr(exc, 'orig', None) or exc}") from exc
 
     @contextmanager
@@ -204,3 +208,12 @@ _FRESH = "modelwatch_fresh"
 
 def _mark_fresh(_dbapi_conn: Any, record: Any) -> None:
     record.info[_FRESH] = True
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    """The errors of a store that cannot be reached. psycopg is imported only by engines on
+    PostgreSQL (SQLAlchemy loads it then): an SQLite process never pays for its import."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return (OperationalError,)
+    return (OperationalError, psycopg.OperationalError)

@@ -43,6 +43,7 @@ ONE_ITEM = {
     "/v1/monitors/{monitor_id}",
     "/v1/alerts/{alert_id}",
     "/v1/runs/{run_id}/report",
+    "/v1/models/{name}/retention",
 }
 
 

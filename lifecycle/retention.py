@@ -18,11 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, func, select
 
+from lifecycle.archive import KINDS as ARCHIVED_KINDS
+from lifecycle.archive import ParquetArchive
+from modelwatch.errors import ModelwatchError
 from modelwatch.retention import RetentionSpec
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
@@ -93,8 +96,10 @@ class Retention:
         spec: RetentionSpec,
         *,
         clock: Callable[[], float] = time.time,
+        archive: ParquetArchive | None = None,
     ) -> None:
         self.store = store
+        self.archive = archive
         self.registry = registry
         self.monitors = MonitorStore(store, registry)
         self.settings = RetentionSettings(store)
@@ -139,7 +144,12 @@ class Retention:
         reports = []
         for cutoffs in self.plan(model):
             started = time.monotonic()
+            archived = 0
+            if self.archive is not None and not dry_run:
+                cutoffs, archived = self._archive_first(cutoffs, progress)
             report = RetentionReport(cutoffs, dry_run)
+            if archived:
+                report.rows["archived"] = archived
             for target in self._targets(cutoffs):
                 so_far = report.rows.get(target.kind, 0)
                 if dry_run:
@@ -164,6 +174,42 @@ class Retention:
                     )
         except Exception:
             log.exception("retention: the run failed; it is tried again at the next interval")
+
+    def _archive_first(
+        self, cutoffs: ModelCutoffs, progress: Progress | None
+    ) -> tuple[ModelCutoffs, int]:
+        """Archive every day before the cut-off that still has rows in the hot tables;
+        the cut-off comes forward to the first day that could not be archived, so
+        nothing is deleted that is not archived. Returns the rows archived."""
+        assert self.archive is not None
+        model, before = cutoffs.model, cutoffs.raw_before_us
+        done = 0
+        for version in self.registry.list_versions(model):
+            for kind in ARCHIVED_KINDS:
+                for day_us in self._hot_days(model, version.id, kind, before):
+                    try:
+                        entry = self.archive.archive_day(model, version.id, day_us, kind)
+                    except (ModelwatchError, OSError) as exc:
+                        log.warning("archive: %s day %s: %s", model.name, day_us, exc)
+                        before = min(before, day_us)
+                        break
+                    done += 0 if entry is None else entry.rows
+                    if progress is not None:
+                        progress(model.name, "archived", done)
+        return replace(cutoffs, raw_before_us=before), done
+
+    def _hot_days(self, model: ModelRecord, version_id: int, kind: str, before: int) -> list[int]:
+        """The start of each UTC day before ``before`` with rows of ``kind`` in the hot store."""
+        table = model.layout.events if kind == "events" else t.usage_samples
+        day = (table.c.ts_us - table.c.ts_us % DAY_US).label("day")
+        query = (
+            select(day)
+            .where(table.c.version_id == version_id, table.c.ts_us < before)
+            .group_by(day)
+            .order_by(day)
+        )
+        with self.store.read() as conn:
+            return [int(d) for d in conn.execute(query).scalars()]
 
     def _targets(self, cutoffs: ModelCutoffs) -> Iterator[_Target]:
         layout = cutoffs.model.layout

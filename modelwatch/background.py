@@ -17,6 +17,7 @@ from alerts.service import AlertingService
 from collector.ingest import Ingestor
 from collector.scrape import Scraper
 from evaluators.scheduler import EvaluationService
+from lifecycle.archive import attach_archive
 from lifecycle.retention import Retention
 from modelwatch.config import Config
 from modelwatch.store.engine import Store
@@ -67,10 +68,11 @@ def build_background(
     scraper = Scraper(config.scrape, ingestor)
     for job, every_s, job_id in scraper.jobs():
         evaluation.add_job(job, every_s, job_id)
+    archive = attach_archive(store, registry, config.archive)
     if clock is None:
-        retention = Retention(store, registry, config.retention)
+        retention = Retention(store, registry, config.retention, archive=archive)
     else:
-        retention = Retention(store, registry, config.retention, clock=clock)
+        retention = Retention(store, registry, config.retention, clock=clock, archive=archive)
     evaluation.add_job(retention.run_quietly, config.retention.interval, "retention")
     return Background(evaluation, alerting, retraining, scraper, retention)
 

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from modelwatch.archive import ArchiveSpec
+from modelwatch.cloudevents_spec import CloudEventsSpec
 from modelwatch.collectors import OtlpSpec, ScrapeTarget
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
@@ -49,11 +51,17 @@ class Config(BaseModel):
     inhibit_rules: list[InhibitRule] = Field(default_factory=lambda: list(DEFAULT_INHIBIT))
     external_url: str = Field("http://127.0.0.1:8000", description="links in notifications")
     otlp: OtlpSpec = Field(default_factory=OtlpSpec, description="OTLP metrics -> usage")
+    cloudevents: CloudEventsSpec = Field(
+        default_factory=CloudEventsSpec, description="request loggers' CloudEvents -> events"
+    )
     scrape: list[ScrapeTarget] = Field(default_factory=list, description="Prometheus targets")
     pipelines: list[PipelineSpec] = Field(default_factory=list)
     retention: RetentionSpec = Field(
         default_factory=lambda: RetentionSpec.model_validate({}),
         description="how long data stays in the hot store",
+    )
+    archive: ArchiveSpec | None = Field(
+        None, description="where closed days of raw data are archived as Parquet"
     )
 
     @model_validator(mode="after")

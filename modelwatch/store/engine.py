@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from modelwatch.errors import StoreError
 from modelwatch.settings import Settings
+from modelwatch.store.cold import ColdEvents
 from modelwatch.store.deadline import Watchdog
 from modelwatch.store.timeouts import Timeouts
 from modelwatch.store.writelock import WriteLock, lock_path
@@ -61,6 +62,8 @@ class Store:
                 f"unsupported database {parsed.drivername!r}: use sqlite or postgresql"
             )
         self._watchdog = Watchdog()
+        self.cold: ColdEvents | None = None
+        """Where archived raw events are read from (set by the archive's wiring)."""
         self.engine: Engine = create_engine(self.url, **self._engine_args(parsed, echo))
         if self.is_sqlite:
             busy_ms = round(self.timeouts.sqlite_write_wait_s * 1000)

@@ -131,8 +131,35 @@ def read_events(
     parts = _split(int(start_us), int(end_us), 1 if in_memory else _PARTS)
     queries = [f"{head} AND e.ts_us >= {a} AND e.ts_us < {b}" for a, b in parts]
     frame = pl.concat([part.select(exprs) for part in fetch_many(store, queries)])
+    archived = _archived(store, model, version_ids, start_us, end_us, with_labels)
+    if archived is not None:
+        # A day is in the hot tables and the archive between its archiving and its
+        # deletion: the hot row wins (it is the same row).
+        frame = pl.concat([frame, archived.select(exprs)], how="vertical_relaxed")
+        frame = frame.unique(["version_id", "request_id"], keep="first", maintain_order=True)
     # Sorting here (multi-threaded) is cheaper than ORDER BY in either database.
     return frame.sort("version_id", "timestamp", "request_id")
+
+
+def _archived(
+    store: Store,
+    model: ModelRecord,
+    version_ids: Sequence[int],
+    start_us: int,
+    end_us: int,
+    with_labels: bool,
+) -> pl.DataFrame | None:
+    """The archived part of a window, in the hot query's columns, or None."""
+    if store.cold is None or not version_ids:
+        return None
+    frame = store.cold.read_events(model, version_ids, int(start_us), int(end_us))
+    if frame is None or frame.is_empty():
+        return None
+    columns = ["version_id", "request_id", "ts_us"]
+    columns += [c.name for c in model.layout.event_value_columns]
+    if with_labels:
+        columns += ["label", "label_ts_us"]
+    return frame.select(columns)
 
 
 def _split(start: int, end: int, parts: int) -> list[tuple[int, int]]:

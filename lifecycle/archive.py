@@ -233,6 +233,36 @@ class ParquetArchive:
         frame = pl.concat(frames, how="vertical_relaxed")
         return frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
 
+    def first_event_us(self, model: ModelRecord, version_id: int) -> int | None:
+        files = [f for f in self.files(model, kind="events") if f.version_id == version_id]
+        if not files:
+            return None
+        first = files[0]  # the catalog lists files by day
+        ts = self._read_columns(first, ["ts_us"])["ts_us"].min()
+        return None if ts is None else int(ts)  # type: ignore[arg-type]
+
+    def window_counts(
+        self, model: ModelRecord, version_id: int, window_us: int, start_us: int, end_us: int
+    ) -> dict[int, tuple[int, int]]:
+        files = self._overlapping(model, [version_id], start_us, end_us)
+        if not files:
+            return {}
+        frame = pl.concat([self._read_columns(f, ["ts_us", "received_us"]) for f in files])
+        counts = (
+            frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
+            .group_by(pl.col("ts_us") // window_us)
+            .agg(pl.len().alias("n"), pl.col("received_us").max().alias("received"))
+        )
+        return {int(k): (int(n), int(r)) for k, n, r in counts.iter_rows()}
+
+    def _read_columns(self, entry: ArchivedFile, columns: list[str]) -> pl.DataFrame:
+        try:
+            with self.fs.open_input_file(entry.path) as handle:
+                table = pq.read_table(handle, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise StoreError(f"archive: reading {entry.path} failed: {exc}") from exc
+        return pl.DataFrame(pl.from_arrow(table)).cast(pl.Int64)
+
     def _overlapping(
         self, model: ModelRecord, version_ids: Sequence[int], start_us: int, end_us: int
     ) -> list[ArchivedFile]:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from modelwatch import __version__
+from modelwatch.cli_archive import archive
 from modelwatch.cli_retention import retention
 from modelwatch.cli_webhooks import webhooks
 from modelwatch.domain import Scope
@@ -259,9 +260,20 @@ WAIT_POLL_S = 1.0  # how often evaluate looks at runs other workers hold
 @click.option("--model", "model_name", required=True)
 @click.option("--monitor", "monitor_name", help="Only this monitor (default: all of the model's).")
 @click.option("--since", type=click.DateTime(_SINCE_FORMATS), help="UTC; default: the backfill.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar=ENV_CONFIG,
+    help="With an archive: section, archived days are read from the archive.",
+)
 @click.pass_context
 def evaluate(
-    ctx: click.Context, model_name: str, monitor_name: str | None, since: datetime | None
+    ctx: click.Context,
+    model_name: str,
+    monitor_name: str | None,
+    since: datetime | None,
+    config_path: str | None,
 ) -> None:
     """Plan and run evaluations now, with the scheduler's own code."""
     from evaluators.scheduler import EvaluationService
@@ -270,6 +282,11 @@ def evaluate(
 
     store = _store(ctx)
     upgrade(store)
+    config = _load(config_path)
+    if config is not None and config.archive is not None:
+        from lifecycle.archive import attach_archive
+
+        attach_archive(store, Registry(store), config.archive)
     service = EvaluationService(store, Registry(store))
     try:
         model = service.registry.get_model(model_name)
@@ -398,6 +415,7 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
 
 cli.add_command(webhooks)
 cli.add_command(retention)
+cli.add_command(archive)
 
 
 @cli.command("check-config")

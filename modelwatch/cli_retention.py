@@ -26,6 +26,7 @@ def retention_run(
     ctx: click.Context, model_name: str | None, dry_run: bool, config_path: str | None
 ) -> None:
     """Delete (or with --dry-run count) each model's rows past its retention."""
+    from lifecycle.archive import attach_archive
     from lifecycle.retention import Retention
     from modelwatch.config import load_config
     from modelwatch.retention import RetentionSpec
@@ -34,12 +35,13 @@ def retention_run(
 
     settings: Settings = ctx.find_root().obj
     try:
-        spec = (
-            load_config(config_path).retention if config_path else RetentionSpec.model_validate({})
-        )
+        config = load_config(config_path) if config_path else None
+        spec = RetentionSpec.model_validate({}) if config is None else config.retention
         store = Store.from_settings(settings)
         upgrade(store)
-        service = Retention(store, Registry(store), spec)
+        registry = Registry(store)
+        archive = attach_archive(store, registry, None if config is None else config.archive)
+        service = Retention(store, registry, spec, archive=archive)
         plans = service.plan(model_name)
     except ModelwatchError as exc:
         raise click.ClickException(str(exc)) from None
@@ -52,7 +54,8 @@ def retention_run(
         name = cutoffs.model.name
 
         def progress(model: str, kind: str, rows: int) -> None:
-            click.echo(f"  {model}: {kind}: {rows} rows deleted so far", err=True)
+            verb = "archived" if kind == "archived" else "deleted"
+            click.echo(f"  {model}: {kind}: {rows} rows {verb} so far", err=True)
 
         try:
             (report,) = service.run(name, dry_run=dry_run, progress=progress)

@@ -304,7 +304,9 @@ def first_event_us(store: Store, model: ModelRecord, version_id: int) -> int | N
     query = text(f'SELECT MIN(ts_us) FROM "{events}" WHERE version_id = :v')
     with store.read() as conn:
         first = conn.execute(query, {"v": version_id}).scalar()
-    return None if first is None else int(first)
+    archived = None if store.cold is None else store.cold.first_event_us(model, version_id)
+    known = [int(x) for x in (first, archived) if x is not None]
+    return min(known) if known else None
 
 
 def window_states(
@@ -336,8 +338,27 @@ def window_states(
         rows = conn.execute(by_events, params).all()
         label_rows = conn.execute(by_labels, params).all() if live_from < end else []
     labelled = {int(k): (int(n), int(r)) for k, n, r in label_rows}
+    counts = {int(k): (int(n), int(r)) for k, n, r in rows}
+    if store.cold is not None:
+        archived = store.cold.window_counts(model, version_id, window_us, start, end)
+        counts = _with_archived(counts, archived)
     states: dict[int, WindowState] = {}
-    for k, n, received in rows:
-        nl, lr = labelled.get(int(k), (0, 0))
-        states[int(k) * window_us] = WindowState(int(n), int(received), nl, lr)
+    for k, (n, received) in counts.items():
+        nl, lr = labelled.get(k, (0, 0))
+        states[k * window_us] = WindowState(n, received, nl, lr)
     return states
+
+
+def _with_archived(
+    hot: dict[int, tuple[int, int]], archived: dict[int, tuple[int, int]]
+) -> dict[int, tuple[int, int]]:
+    """Hot and archived counts of each window: the larger of the two. A day is in both
+    between its archiving and its deletion (the same rows twice), and in one of them
+    before and after, so the larger count is the window's own except while retention
+    deletes a window's first day of several (then the window may be planned once more,
+    and evaluates to the same values)."""
+    merged = dict(hot)
+    for k, (n, received) in archived.items():
+        n_hot, received_hot = merged.get(k, (0, 0))
+        merged[k] = (max(n, n_hot), max(received, received_hot))
+    return merged

@@ -28,7 +28,9 @@ END_US = int(NOW.timestamp() * US)
 
 
 def _archive(store: Store, root: Path) -> ParquetArchive:
-    archive = attach_archive(store, Registry(store), ArchiveSpec.model_validate({"url": root.as_uri()}))
+    archive = attach_archive(
+        store, Registry(store), ArchiveSpec.model_validate({"url": root.as_uri()})
+    )
     assert archive is not None
     return archive
 
@@ -143,3 +145,81 @@ def test_restore_puts_a_day_back_in_the_hot_tables(
     assert restore_day(archive, model, entry) == 0  # nothing is stored twice
     if kind == "events":
         assert _window(store).height == hot + entry.rows
+
+
+def test_cli_archives_lists_verifies_restores(
+    churn: TestClient, store: Store, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from modelwatch.cli import cli
+
+    _fill(churn)
+    _monitor(churn)
+    root = tmp_path / "archive"
+    config = tmp_path / "modelwatch.yaml"
+    config.write_text(f"retention:\n  raw: 10d\narchive:\n  url: {root.as_uri()}\n")
+    env = {"MODELWATCH_DATABASE_URL": store.url}
+    runner = CliRunner()
+    with_config = ["--model", "churn", "--config", str(config)]
+    done = runner.invoke(cli, ["retention", "run", *with_config], env=env)
+    assert done.exit_code == 0, done.output
+    assert "rows archived so far" in done.output and "archived" in done.output.splitlines()[-1]
+    listed = runner.invoke(cli, ["archive", "list", *with_config], env=env)
+    assert listed.exit_code == 0, listed.output
+    days = sorted({line.split()[0] for line in listed.output.splitlines()})
+    assert len(days) > 10 and all(str(root) in line for line in listed.output.splitlines())
+    verified = runner.invoke(cli, ["archive", "verify", *with_config], env=env)
+    assert verified.exit_code == 0 and "files verified" in verified.output, verified.output
+    next(root.rglob("events.parquet")).write_bytes(b"not parquet")
+    broken = runner.invoke(cli, ["archive", "verify", *with_config], env=env)
+    assert broken.exit_code == 1 and "BAD" in broken.output, broken.output
+    restored = runner.invoke(cli, ["archive", "restore", *with_config, "--day", days[-1]], env=env)
+    assert restored.exit_code == 0 and "rows restored" in restored.output, restored.output
+    bad_day = runner.invoke(cli, ["archive", "list", *with_config, "--day", "2026-13-01"], env=env)
+    assert bad_day.exit_code == 2 and "YYYY-MM-DD" in bad_day.output
+    none = runner.invoke(cli, ["archive", "list", "--model", "churn"], env=env)
+    assert none.exit_code == 1 and "--config" in none.output
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("retention:\n  raw: 10d\n")
+    unset = runner.invoke(
+        cli, ["archive", "list", "--model", "churn", "--config", str(plain)], env=env
+    )
+    assert unset.exit_code == 1 and "archive:" in unset.output
+
+
+def _results(store: Store) -> list[tuple[object, ...]]:
+    r = t.metric_results.c
+    query = select(r.version_id, r.window_start_us, r.metric, r.column_name, r.value)
+    with store.read() as conn:
+        return sorted(tuple(row) for row in conn.execute(query.where(r.current == 1)))
+
+
+def test_an_archived_window_evaluates_to_the_same_results(
+    churn: TestClient, store: Store, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy import delete
+
+    from modelwatch.cli import cli
+
+    _fill(churn)
+    _monitor(churn, checks=["accuracy", "data_drift"])
+    config = tmp_path / "modelwatch.yaml"
+    config.write_text(f"archive:\n  url: {(tmp_path / 'archive').as_uri()}\n")
+    env = {"MODELWATCH_DATABASE_URL": store.url}
+    evaluate = ["evaluate", "--model", "churn", "--since", "2026-10-23"]
+    first = CliRunner().invoke(cli, evaluate, env=env)
+    assert first.exit_code == 0, first.output
+    before = _results(store)
+    assert len(before) > 30 and len({row[1] for row in before}) > 30
+
+    (report,) = _retention(store, _archive(store, tmp_path / "archive")).run()
+    assert report.rows["events"] > 0
+    with store.write() as conn:
+        conn.execute(delete(t.metric_results))
+        conn.execute(delete(t.evaluation_runs))
+    store.cold = None
+    again = CliRunner().invoke(cli, [*evaluate, "--config", str(config)], env=env)
+    assert again.exit_code == 0, again.output
+    assert _results(store) == before

@@ -124,9 +124,10 @@ class ParquetArchive:
     # --- writing --------------------------------------------------------------
     def archive_day(
         self, model: ModelRecord, version_id: int, day_us: int, kind: str
-    ) -> ArchivedFile | None:
+    ) -> tuple[ArchivedFile, list[Any]] | None:
         """Write one day of one version's rows of ``kind`` (merged with what is already
-        archived) and record it; None when the day has no rows anywhere."""
+        archived) and record it; returns the entry and the keys of the rows in the file
+        (request ids, or usage sample ids), or None when the day has no rows anywhere."""
         start, end = day_start_us(day_us), day_start_us(day_us) + DAY_US
         sql = events_sql if kind == "events" else usage_sql
         hot = fetch(self.store, sql(model, version_id, start, end))
@@ -139,7 +140,8 @@ class ParquetArchive:
         if frame.is_empty():
             return None
         frame = frame.sort(_order(kind))
-        return self._write(model, version_id, day_name(start), kind, frame)
+        entry = self._write(model, version_id, day_name(start), kind, frame)
+        return entry, frame[_identity(kind)[-1]].to_list()
 
     def _write(
         self, model: ModelRecord, version_id: int, day: str, kind: str, frame: pl.DataFrame

@@ -23,9 +23,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, delete, func, select
 
-from lifecycle.archive import KINDS as ARCHIVED_KINDS
 from lifecycle.archive import ParquetArchive
-from modelwatch.errors import ModelwatchError
+from lifecycle.archiving import archive_then_delete
 from modelwatch.retention import RetentionSpec
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
@@ -144,13 +143,19 @@ class Retention:
         reports = []
         for cutoffs in self.plan(model):
             started = time.monotonic()
-            archived = 0
-            if self.archive is not None and not dry_run:
-                cutoffs, archived = self._archive_first(cutoffs, progress)
             report = RetentionReport(cutoffs, dry_run)
-            if archived:
-                report.rows["archived"] = archived
-            for target in self._targets(cutoffs):
+            if self.archive is not None and not dry_run:
+                outcome = archive_then_delete(
+                    self.archive,
+                    cutoffs.model,
+                    cutoffs.raw_before_us,
+                    self.spec.batch_rows,
+                    progress,
+                )
+                report.cutoffs = cutoffs = replace(cutoffs, raw_before_us=outcome.before_us)
+                report.rows |= outcome.rows
+            archived = self.archive is not None and not dry_run
+            for target in self._targets(cutoffs, archived):
                 so_far = report.rows.get(target.kind, 0)
                 if dry_run:
                     report.rows[target.kind] = so_far + self._count(target)
@@ -175,54 +180,20 @@ class Retention:
         except Exception:
             log.exception("retention: the run failed; it is tried again at the next interval")
 
-    def _archive_first(
-        self, cutoffs: ModelCutoffs, progress: Progress | None
-    ) -> tuple[ModelCutoffs, int]:
-        """Archive every day before the cut-off that still has rows in the hot tables;
-        the cut-off comes forward to the first day that could not be archived, so
-        nothing is deleted that is not archived. Returns the rows archived."""
-        assert self.archive is not None
-        model, before = cutoffs.model, cutoffs.raw_before_us
-        done = 0
-        for version in self.registry.list_versions(model):
-            for kind in ARCHIVED_KINDS:
-                for day_us in self._hot_days(model, version.id, kind, before):
-                    try:
-                        entry = self.archive.archive_day(model, version.id, day_us, kind)
-                    except (ModelwatchError, OSError) as exc:
-                        log.warning("archive: %s day %s: %s", model.name, day_us, exc)
-                        before = min(before, day_us)
-                        break
-                    done += 0 if entry is None else entry.rows
-                    if progress is not None:
-                        progress(model.name, "archived", done)
-        return replace(cutoffs, raw_before_us=before), done
-
-    def _hot_days(self, model: ModelRecord, version_id: int, kind: str, before: int) -> list[int]:
-        """The start of each UTC day before ``before`` with rows of ``kind`` in the hot store."""
-        table = model.layout.events if kind == "events" else t.usage_samples
-        day = (table.c.ts_us - table.c.ts_us % DAY_US).label("day")
-        query = (
-            select(day)
-            .where(table.c.version_id == version_id, table.c.ts_us < before)
-            .group_by(day)
-            .order_by(day)
-        )
-        with self.store.read() as conn:
-            return [int(d) for d in conn.execute(query).scalars()]
-
-    def _targets(self, cutoffs: ModelCutoffs) -> Iterator[_Target]:
+    def _targets(self, cutoffs: ModelCutoffs, archived: bool) -> Iterator[_Target]:
         layout = cutoffs.model.layout
         before = cutoffs.raw_before_us
         versions = [v.id for v in self.registry.list_versions(cutoffs.model)]
         events, labels, usage = layout.events, layout.labels, t.usage_samples
-        # Per version, so the delete walks the (version_id, ts_us) index.
-        for version_id in versions:
+        # With an archive, events and usage go only once archived (lifecycle.archiving);
+        # without, per version, so the delete walks the (version_id, ts_us) index.
+        hot_only = not archived
+        for version_id in versions if hot_only else ():
             yield _Target(
                 "events", events, "id", (events.c.version_id == version_id, events.c.ts_us < before)
             )
         yield _Target("labels", labels, "request_id", (labels.c.ts_us < before,))
-        for version_id in versions:
+        for version_id in versions if hot_only else ():
             yield _Target(
                 "usage", usage, "id", (usage.c.version_id == version_id, usage.c.ts_us < before)
             )

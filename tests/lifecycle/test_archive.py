@@ -86,9 +86,11 @@ def test_a_day_archived_again_is_the_same_file(
     archive = _archive(store, tmp_path)
     model = Registry(store).get_model("churn")
     version = Registry(store).list_versions(model)[0]
-    first = archive.archive_day(model, version.id, END_US - 30 * 86_400 * US, "events")
-    again = archive.archive_day(model, version.id, END_US - 30 * 86_400 * US, "events")
-    assert first is not None and again is not None
+    written = archive.archive_day(model, version.id, END_US - 30 * 86_400 * US, "events")
+    rewritten = archive.archive_day(model, version.id, END_US - 30 * 86_400 * US, "events")
+    assert written is not None and rewritten is not None
+    (first, keys), (again, _) = written, rewritten
+    assert len(keys) == first.rows == PER_DAY
     assert (again.sha256, again.rows, again.path) == (first.sha256, first.rows, first.path)
     assert len(archive.files(model)) == 1
     assert all(archive.verify(f).ok for f in archive.files(model))

@@ -50,6 +50,8 @@ class NotificationHandler:
         notification = replace(
             notification_from_json(delivery.payload["notification"], thread),
             idempotency_key=delivery.idempotency_key,
+            attempt=delivery.attempts,
+            queued_at=delivery.created_at,
         )
         outcome = notifier.send(notification)
         if not outcome.thread:

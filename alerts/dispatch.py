@@ -246,7 +246,8 @@ def _common(maps: list[dict[str, str]]) -> dict[str, str]:
 def _to_json(n: Notification) -> dict[str, Any]:
     out = asdict(n)
     out.pop("thread", None)
-    out.pop("idempotency_key", None)
+    for per_attempt in ("idempotency_key", "attempt", "queued_at"):  # set on delivery
+        out.pop(per_attempt, None)
     return out
 
 

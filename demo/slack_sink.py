@@ -1,11 +1,14 @@
 """A local stand-in for Slack's Web API: the demo's alerts, told on the console.
 
-It speaks the two methods modelwatch's Slack notifier calls, ``chat.postMessage``
-and ``chat.update``, with JSON or form bodies as slack-sdk sends them, and answers
-as Slack does (``{"ok": true, "channel": ..., "ts": ...}``). Every message is kept
-in memory (tests read :attr:`SlackSink.messages`) and told through ``say``: its
-header, then a line per alert; replies in a thread are indented and edits of a
-message are noted::
+It speaks the methods modelwatch's Slack notifier calls, ``chat.postMessage`` and
+``chat.update`` (JSON or form bodies, as slack-sdk sends them), and
+``conversations.history`` and ``conversations.replies`` (GET query parameters),
+which a redelivery reads to find an earlier attempt's message by its metadata.
+It answers as Slack does (``{"ok": true, "channel": ..., "ts": ...}``; history as
+``{"ok": true, "messages": [...], "has_more": false}``, newest first, ``metadata``
+with ``include_all_metadata``). Every message is kept in memory (tests read
+:attr:`SlackSink.messages`) and told through ``say``: its header, then a line per
+alert; replies in a thread are indented and edits of a message are noted::
 
     with SlackSink(say=print) as sink:
         receiver = {"slack": {"token": "xoxb-demo", "channel": "#ml-oncall",
@@ -29,6 +32,8 @@ from demo.serving import ServedInBackground
 
 __all__ = ["SinkMessage", "SlackSink"]
 
+_METHODS = ("chat.postMessage", "chat.update", "conversations.history", "conversations.replies")
+
 _LINK = re.compile(r"<([^|>]*)\|([^>]*)>")
 _INDENT, _REPLY = "    ", "  ↳ "
 
@@ -43,6 +48,7 @@ class SinkMessage:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     edits: int = 0
+    metadata: dict[str, Any] | None = None
 
     @property
     def header(self) -> str:
@@ -108,12 +114,14 @@ class SlackSink(ServedInBackground):
     # --- the API -------------------------------------------------------------
     def call(self, method: str, token: str | None, payload: dict[str, Any]) -> dict[str, Any]:
         """Answer one Web API call as Slack would (``ok`` false with an error code)."""
-        if method not in ("chat.postMessage", "chat.update"):
+        if method not in _METHODS:
             return {"ok": False, "error": "unknown_method"}
         if not token:
             return {"ok": False, "error": "not_authed"}
         if self.token is not None and token != self.token:
             return {"ok": False, "error": "invalid_auth"}
+        if method.startswith("conversations."):
+            return self._history(method, payload)
         channel = str(payload.get("channel") or "")
         text, blocks = str(payload.get("text") or ""), _blocks(payload.get("blocks"))
         if not channel:
@@ -124,7 +132,8 @@ class SlackSink(ServedInBackground):
             return self._update(channel, str(payload.get("ts") or ""), text, blocks)
         thread_ts = str(payload.get("thread_ts") or "") or None
         with self._lock:
-            message = SinkMessage(channel, self._ts(), text, blocks, thread_ts)
+            metadata = _metadata(payload.get("metadata"))
+            message = SinkMessage(channel, self._ts(), text, blocks, thread_ts, metadata=metadata)
             seen = thread_ts is None or any(m.ts == thread_ts for m in self.messages)
             self.messages.append(message)
         self._tell(message, seen)
@@ -141,6 +150,26 @@ class SlackSink(ServedInBackground):
             found.edits += 1
         self._say(f"[slack {channel}] {_REPLY}message {ts} now reads: {found.header}")
         return {"ok": True, "channel": channel, "ts": ts, "text": text}
+
+    def _history(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The channel's top-level messages, newest first, or a thread, parent first."""
+        channel, parent = str(payload.get("channel") or ""), str(payload.get("ts") or "")
+        oldest = float(payload.get("oldest") or 0)
+        with self._lock:
+            if method == "conversations.history":
+                found = [m for m in reversed(self.messages) if m.thread_ts is None]
+            else:
+                found = [m for m in self.messages if parent in (m.ts, m.thread_ts)]
+            found = [m for m in found if m.channel == channel and float(m.ts) > oldest]
+        if method == "conversations.replies" and not found:
+            return {"ok": False, "error": "thread_not_found"}
+        metadata = str(payload.get("include_all_metadata") or "").lower() in ("1", "true")
+        limit = int(payload.get("limit") or 100)
+        return {
+            "ok": True,
+            "messages": [_as_dict(m, metadata) for m in found[:limit]],
+            "has_more": len(found) > limit,
+        }
 
     def _ts(self) -> str:
         return f"{int(time.time())}.{next(self._seq):06d}"
@@ -174,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length).decode("utf-8", errors="replace")
         payload = _payload(raw, self.headers.get("content-type") or "")
+        query = self.path.split("?", 1)[1] if "?" in self.path else ""
+        payload = {**dict(parse_qsl(query, keep_blank_values=True)), **payload}
         auth = self.headers.get("authorization") or ""
         token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
         token = token or (str(payload.pop("token")) if payload.get("token") else None)
@@ -184,6 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    do_GET = do_POST  # the history methods are GETs, their arguments in the query
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the sink tells what it received through ``say``."""
@@ -197,6 +230,25 @@ def _payload(raw: str, content_type: str) -> dict[str, Any]:
             return {}
         return data if isinstance(data, dict) else {}
     return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):  # form bodies carry it as a JSON string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def _as_dict(message: SinkMessage, metadata: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+    out["blocks"] = message.blocks
+    if message.thread_ts:
+        out["thread_ts"] = message.thread_ts
+    if metadata and message.metadata:
+        out["metadata"] = message.metadata
+    return out
 
 
 def _blocks(value: Any) -> list[dict[str, Any]]:

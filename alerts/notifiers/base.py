@@ -56,6 +56,11 @@ class Notification:
     thread: dict[str, Any] = field(default_factory=dict)
     # The outbox delivery's key: the same on every attempt, so receivers can drop repeats.
     idempotency_key: str = ""
+    # Which attempt at the delivery this is (1 the first; more after a retry or a worker
+    # that died mid-send) and when the delivery was written (no later than its first
+    # attempt): a receiver without idempotency keys (Slack) looks for an earlier post.
+    attempt: int = 1
+    queued_at: datetime | None = None
 
 
 class Notifier(ABC):

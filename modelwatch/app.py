@@ -12,6 +12,8 @@ from pydantic import BaseModel
 
 from alerts.conditions import needed_metrics
 from alerts.routes import router as alerts_router
+from collector.cloudevents import CloudEventsReceiver
+from collector.cloudevents import router as cloudevents_router
 from collector.files import parse_reference
 from collector.ingest import Ingestor
 from collector.otlp import OtlpReceiver
@@ -20,6 +22,7 @@ from collector.routes import DOC_MODELS
 from collector.routes import router as ingest_router
 from dashboards.app import mount_dash
 from dashboards.metrics import SchedulerView, build_metrics_registry
+from dashboards.metrics_cloudevents import CloudEventsCollector
 from dashboards.report_routes import router as report_router
 from dashboards.reports import ReportService
 from dashboards.routes import METRICS_REGISTRY_STATE
@@ -104,6 +107,9 @@ def create_app(
     app.state.keys = KeyStore(store)
     app.state.ingestor = ingestor
     app.state.otlp = OtlpReceiver(config.otlp, ingestor)
+    app.state.cloudevents = CloudEventsReceiver(
+        store, registry, config.cloudevents, max_instances=settings.max_batch_events
+    )
     app.state.scraper = background.scraper
     app.state.references = ReferenceStore(store)
     app.state.reports = reports
@@ -114,6 +120,7 @@ def create_app(
     app.include_router(registry_router)
     app.include_router(ingest_router)
     app.include_router(otlp_router)
+    app.include_router(cloudevents_router)
     app.include_router(evaluation_router)
     app.include_router(alerts_router)
     app.include_router(retrain_router)
@@ -130,6 +137,7 @@ def create_app(
         top_features=settings.metrics_top_features,
         scheduler=scheduler_state or (lambda: evaluation.state),
     )
+    metrics_registry.register(CloudEventsCollector(store))
     setattr(app.state, METRICS_REGISTRY_STATE, metrics_registry)
     app.include_router(metrics_router)
     _document_raw_bodies(app)

@@ -2,7 +2,8 @@
 
 Evaluation (APScheduler plans and drains runs), alerting (policies, grouping,
 notification delivery), retraining (retrain requests, promotions, pipeline
-webhooks), the usage scrapers and retention of the hot store. Several processes may run them on one
+webhooks), the usage scrapers, retention of the hot store and the expiry of unpaired
+CloudEvents halves. Several processes may run them on one
 PostgreSQL store: runs, deliveries and retrain requests are claimed or keyed
 in the database, so each happens once.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from alerts.service import AlertingService
+from collector.cloudevents import CloudEventsReceiver
 from collector.ingest import Ingestor
 from collector.scrape import Scraper
 from evaluators.scheduler import EvaluationService
@@ -74,6 +76,9 @@ def build_background(
     else:
         retention = Retention(store, registry, config.retention, clock=clock, archive=archive)
     evaluation.add_job(retention.run_quietly, config.retention.interval, "retention")
+    # CloudEvents halves whose partner never came: dropped and counted.
+    pairing = CloudEventsReceiver(store, registry, config.cloudevents)
+    evaluation.add_job(pairing.expire_quietly, pairing.expiry_interval_s, "cloudevents")
     return Background(evaluation, alerting, retraining, scraper, retention)
 
 

@@ -52,7 +52,8 @@ class Config(BaseModel):
     external_url: str = Field("http://127.0.0.1:8000", description="links in notifications")
     otlp: OtlpSpec = Field(default_factory=OtlpSpec, description="OTLP metrics -> usage")
     cloudevents: CloudEventsSpec = Field(
-        default_factory=CloudEventsSpec, description="request loggers' CloudEvents -> events"
+        default_factory=lambda: CloudEventsSpec.model_validate({}),
+        description="request loggers' CloudEvents -> events",
     )
     scrape: list[ScrapeTarget] = Field(default_factory=list, description="Prometheus targets")
     pipelines: list[PipelineSpec] = Field(default_factory=list)

@@ -46,7 +46,13 @@ from modelwatch.settings import Settings
 
 __all__ = ["BodyRule", "InFlight", "RequestLimits", "RequestTimeoutError", "RouteRules"]
 
-INGEST_PATHS = ("/v1/predictions", "/v1/ground-truth", "/v1/resource-usage", "/otlp/v1/metrics")
+INGEST_PATHS = (
+    "/v1/predictions",
+    "/v1/ground-truth",
+    "/v1/resource-usage",
+    "/otlp/v1/metrics",
+    "/v1/cloudevents",
+)
 UPLOAD_PATHS = ("/v1/models/{name}/versions/{version}/reference", "/v1/retrain/callback")
 DASH_PATH = "/dash"  # Dash callbacks carry figures' state: the ingest limit, not the JSON one
 

@@ -465,3 +465,31 @@ archive_files = Table(
     Column("written_at", UTCDateTime(), nullable=False),
     UniqueConstraint("model_id", "version_id", "day", "kind", name="uq_archive_files_day"),
 )
+
+# Halves of inferences a model server's request logger sent as CloudEvents (request or
+# response), kept until the other half of the same inference arrives or the pairing timeout
+# passes. ``pair_key`` identifies the inference (service, namespace, component and event id);
+# ``body`` is the half already mapped to the model's features or predictions (JSON).
+cloudevent_halves = Table(
+    "cloudevent_halves",
+    metadata,
+    Column("pair_key", String(64), primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("event_id", String(256), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("version", String(128), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_cloudevent_halves_received_us", "received_us"),
+)
+
+# Halves dropped by the pairing timeout, counted by reason (``unpaired_request`` or
+# ``unpaired_response``) in the transaction that drops them: /metrics reads the counts, so
+# every replica serves the same ``modelwatch_cloudevents_dropped_total``.
+cloudevent_drops = Table(
+    "cloudevent_drops",
+    metadata,
+    Column("reason", String(32), primary_key=True),
+    Column("dropped", BigInteger, nullable=False),
+)

@@ -38,6 +38,7 @@ SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/resource-usage"): Scope.INGEST,
     ("POST", "/v1/models/{name}/versions/{version}/reference"): Scope.ADMIN,
     ("POST", "/otlp/v1/metrics"): Scope.INGEST,
+    ("POST", "/v1/cloudevents"): Scope.INGEST,
     ("POST", "/v1/monitors"): Scope.ADMIN,
     ("GET", "/v1/monitors"): Scope.READ,
     ("GET", "/v1/monitors/{monitor_id}"): Scope.READ,

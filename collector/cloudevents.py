@@ -391,9 +391,16 @@ def parse_event(headers: Mapping[str, str], body: bytes) -> CloudEvent:
         missing = [h for h in _BINARY_REQUIRED if not lowered.get(h)]
         if missing:
             raise InvalidCloudEventError(f"binary-mode CloudEvent without {', '.join(missing)}")
+    if structured:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidCloudEventError(
+                f"a structured-mode CloudEvent is UTF-8 JSON: invalid byte at {exc.start}"
+            ) from None
     try:
         return from_http(lowered, body, data_unmarshaller=_json_or_bytes)
-    except GenericException as exc:
+    except (GenericException, UnicodeDecodeError) as exc:
         mode = "structured" if structured else "binary"
         raise InvalidCloudEventError(
             f"not a valid {mode}-mode CloudEvent: {str(exc)[:300]}"

@@ -406,6 +406,16 @@ def test_extension_attributes_name_the_model_version(api: TestClient, store: Sto
             400,
             "structured-mode",
         ),
+        (
+            {"headers": {"content-type": "application/cloudevents+json"}, "content": b"\x80"},
+            400,
+            "UTF-8",
+        ),
+        (
+            {"headers": {"content-type": "application/cloudevents+json"}, "content": b"\0" * 5},
+            400,
+            "structured-mode",
+        ),
         (binary(time="yesterday"), 400, "time"),
         (binary("com.example.other"), 422, "not an inference event type"),
         (binary(service="unknown-isvc"), 404, "'unknown-isvc'"),

@@ -72,18 +72,6 @@ class ArchivedFile:
     sha256: str
     written_at: datetime
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version_id": self.version_id,
-            "day": self.day,
-            "kind": self.kind,
-            "path": self.path,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "written_at": self.written_at.isoformat(),
-        }
-
 
 @dataclass(frozen=True)
 class Verdict:
@@ -258,12 +246,15 @@ class ParquetArchive:
         return {int(k): (int(n), int(r)) for k, n, r in counts.iter_rows()}
 
     def _read_columns(self, entry: ArchivedFile, columns: list[str]) -> pl.DataFrame:
+        return self._read_table(entry, columns).cast(pl.Int64)
+
+    def _read_table(self, entry: ArchivedFile, columns: list[str] | None = None) -> pl.DataFrame:
         try:
             with self.fs.open_input_file(entry.path) as handle:
                 table = pq.read_table(handle, columns=columns)
         except (OSError, pa.ArrowException) as exc:
             raise StoreError(f"archive: reading {entry.path} failed: {exc}") from exc
-        return pl.DataFrame(pl.from_arrow(table)).cast(pl.Int64)
+        return pl.DataFrame(pl.from_arrow(table))
 
     def _overlapping(
         self, model: ModelRecord, version_ids: Sequence[int], start_us: int, end_us: int
@@ -281,12 +272,7 @@ class ParquetArchive:
             return [_entry_of(r) for r in conn.execute(query).mappings().all()]
 
     def _read_file(self, entry: ArchivedFile, model: ModelRecord, kind: str) -> pl.DataFrame:
-        try:
-            with self.fs.open_input_file(entry.path) as handle:
-                table = pq.read_table(handle)
-        except (OSError, pa.ArrowException) as exc:
-            raise StoreError(f"archive: reading {entry.path} failed: {exc}") from exc
-        return _conform(model, kind, pl.DataFrame(pl.from_arrow(table)))
+        return _conform(model, kind, self._read_table(entry))
 
     # --- checking and restoring ---------------------------------------------------
     def verify(self, entry: ArchivedFile) -> Verdict:

@@ -21,7 +21,9 @@ from modelwatch.timeutil import rfc3339, us_to_datetime, utcnow
 
 __all__ = ["COMPARISON_METRICS", "Ledger"]
 
-COMPARISON_METRICS = ("champion_challenger", "cost_diff")
+# The comparison metrics' keys (evaluators.metrics.comparison, comparison_sequential): the
+# per-window comparison, its cost, and the sequential comparison with its always-valid interval.
+COMPARISON_METRICS = ("champion_challenger", "champion_challenger_sequential", "cost_diff")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -175,21 +177,20 @@ class Ledger:
         }
 
     def _comparison(self, version: VersionRecord) -> list[dict[str, Any]]:
-        """The challenger's latest window of champion-vs-challenger results."""
+        """The challenger's latest window of each champion-vs-challenger metric (the
+        sequential comparison may run in a monitor of another window than the others)."""
         m = t.metric_results
+        mine = (m.c.version_id == version.id, m.c.metric.in_(COMPARISON_METRICS))
         latest = (
-            select(func.max(m.c.window_start_us))
-            .where(
-                m.c.version_id == version.id, m.c.metric.in_(COMPARISON_METRICS), m.c.current == 1
-            )
-            .scalar_subquery()
+            select(m.c.metric, func.max(m.c.window_start_us).label("start"))
+            .where(*mine, m.c.current == 1, m.c.segment == "")
+            .group_by(m.c.metric)
+            .subquery()
         )
-        query = select(m).where(
-            m.c.version_id == version.id,
-            m.c.metric.in_(COMPARISON_METRICS),
-            m.c.current == 1,
-            m.c.segment == "",
-            m.c.window_start_us == latest,
+        query = (
+            select(m)
+            .join(latest, (latest.c.metric == m.c.metric) & (latest.c.start == m.c.window_start_us))
+            .where(*mine, m.c.current == 1, m.c.segment == "")
         )
         with self.store.read() as conn:
             rows = conn.execute(query.order_by(m.c.metric, m.c.label)).all()

@@ -269,7 +269,7 @@ def _evaluate(api: TestClient) -> None:
         "name": "compare",
         "model": "churn",
         "window": "1h",
-        "checks": ["accuracy", "champion_challenger"],
+        "checks": ["accuracy", "champion_challenger", "champion_challenger_sequential"],
         "min_samples": 20,
     }
     assert api.post("/v1/monitors", json=body).status_code == 201
@@ -306,10 +306,17 @@ def test_the_new_challenger_is_compared_with_the_champion(loop: Loop) -> None:
     assert challenger["alias_moved_by"] == f"pipeline:{PIPELINE}"
     assert challenger["reference"]["rows"] == 40
     assert 0 <= challenger["reference"]["age_seconds"] < 120
-    compared = {c["figure"]: c for c in challenger["comparison"]}
+    compared = {
+        c["figure"]: c for c in challenger["comparison"] if c["metric"] == "champion_challenger"
+    }
     assert compared["accuracy"]["metric"] == "champion_challenger"
     assert compared["accuracy"]["value"] == pytest.approx(accuracy["value"])
     assert compared["accuracy"]["window_start"] == "2025-11-22T00:00:00Z"
+    # The sequential comparison is in the ledger too, with its always-valid interval.
+    sequential = [c for c in challenger["comparison"] if c["metric"].endswith("_sequential")]
+    assert {c["figure"] for c in sequential} >= {"accuracy"}, challenger["comparison"]
+    (seq,) = [c for c in sequential if c["figure"] == "accuracy"]
+    assert seq["ci_low"] is not None and seq["ci_low"] < seq["value"] < seq["ci_high"]
     requested, completed = ledger["last_retrain_requested"], ledger["last_retrain_completed"]
     assert requested["retrain_id"] == completed["retrain_id"] == retrain_id
     assert requested["status"] == "completed" and requested["policy"] == POLICY

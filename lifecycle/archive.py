@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +29,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, select
 
 from lifecycle.archive_frames import (
     DAY_US,
@@ -101,7 +101,7 @@ def open_filesystem(spec: ArchiveSpec) -> tuple[pafs.FileSystem, str]:
 
 
 class ParquetArchive:
-    """Writes, reads, verifies and restores archived days; the store's cold reader."""
+    """Writes, reads and verifies archived days; the store's cold reader."""
 
     def __init__(self, store: Store, registry: Registry, spec: ArchiveSpec) -> None:
         self.store = store
@@ -119,10 +119,10 @@ class ParquetArchive:
         start, end = day_start_us(day_us), day_start_us(day_us) + DAY_US
         sql = events_sql if kind == "events" else usage_sql
         hot = fetch(self.store, sql(model, version_id, start, end))
-        known = self._entry(model.id, version_id, day_name(start), kind)
+        known = self._entry(model, version_id, day_name(start), kind)
         frame = _conform(model, kind, hot)
         if known is not None:
-            old = self._read_file(known, model, kind)
+            old = self.read_file(known, model)
             frame = pl.concat([frame, old], how="vertical_relaxed")
             frame = frame.unique(_identity(kind), keep="first", maintain_order=True)
         if frame.is_empty():
@@ -188,29 +188,24 @@ class ParquetArchive:
     def files(
         self, model: ModelRecord, *, day: str | None = None, kind: str | None = None
     ) -> list[ArchivedFile]:
+        """The model's catalogued files, by day, version and kind."""
         c = t.archive_files.c
-        query = select(t.archive_files).where(c.model_id == model.id)
-        if day is not None:
-            query = query.where(c.day == day)
-        if kind is not None:
-            query = query.where(c.kind == kind)
+        where = [] if day is None else [c.day == day]
+        return self._catalog(model, *where, *([] if kind is None else [c.kind == kind]))
+
+    def _catalog(self, model: ModelRecord, *where: ColumnElement[bool]) -> list[ArchivedFile]:
+        c = t.archive_files.c
+        query = select(t.archive_files).where(c.model_id == model.id, *where)
         with self.store.read() as conn:
             rows = conn.execute(query.order_by(c.day, c.version_id, c.kind)).mappings().all()
         return [_entry_of(r) for r in rows]
 
-    def _entry(self, model_id: int, version_id: int, day: str, kind: str) -> ArchivedFile | None:
+    def _entry(
+        self, model: ModelRecord, version_id: int, day: str, kind: str
+    ) -> ArchivedFile | None:
         c = t.archive_files.c
-        query = select(t.archive_files).where(
-            c.model_id == model_id, c.version_id == version_id, c.day == day, c.kind == kind
-        )
-        with self.store.read() as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else _entry_of(row)
-
-    def forget(self, model: ModelRecord) -> None:
-        """Drop the model's catalog entries (its files stay where they are)."""
-        with self.store.write() as conn:
-            conn.execute(delete(t.archive_files).where(t.archive_files.c.model_id == model.id))
+        found = self._catalog(model, c.version_id == version_id, c.day == day, c.kind == kind)
+        return found[0] if found else None
 
     # --- reading ----------------------------------------------------------------
     def read_events(
@@ -219,12 +214,13 @@ class ParquetArchive:
         entries = self._overlapping(model, version_ids, start_us, end_us)
         if not entries:
             return None
-        frames = [self._read_file(e, model, "events") for e in entries]
+        frames = [self.read_file(e, model) for e in entries]
         frame = pl.concat(frames, how="vertical_relaxed")
         return frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
 
     def first_event_us(self, model: ModelRecord, version_id: int) -> int | None:
-        files = [f for f in self.files(model, kind="events") if f.version_id == version_id]
+        c = t.archive_files.c
+        files = self._catalog(model, c.kind == "events", c.version_id == version_id)
         if not files:
             return None
         first = files[0]  # the catalog lists files by day
@@ -261,20 +257,19 @@ class ParquetArchive:
     ) -> list[ArchivedFile]:
         c = t.archive_files.c
         first, last = day_name(start_us), day_name(max(start_us, end_us - 1))
-        query = select(t.archive_files).where(
-            c.model_id == model.id,
+        return self._catalog(
+            model,
             c.kind == "events",
             c.version_id.in_([int(v) for v in version_ids]),
             c.day >= first,
             c.day <= last,
         )
-        with self.store.read() as conn:
-            return [_entry_of(r) for r in conn.execute(query).mappings().all()]
 
-    def _read_file(self, entry: ArchivedFile, model: ModelRecord, kind: str) -> pl.DataFrame:
-        return _conform(model, kind, self._read_table(entry))
+    def read_file(self, entry: ArchivedFile, model: ModelRecord) -> pl.DataFrame:
+        """A catalogued file's rows, in the archive's columns and types for ``model``."""
+        return _conform(model, entry.kind, self._read_table(entry))
 
-    # --- checking and restoring ---------------------------------------------------
+    # --- checking -----------------------------------------------------------------
     def verify(self, entry: ArchivedFile) -> Verdict:
         """Read the file back: it must exist with the catalog's bytes, checksum and rows."""
         try:
@@ -290,12 +285,6 @@ class ParquetArchive:
         if rows != entry.rows:
             return Verdict(entry, f"{rows} rows, the catalog says {entry.rows}")
         return Verdict(entry, None)
-
-    def restore(
-        self, model: ModelRecord, entry: ArchivedFile, insert: Callable[[pl.DataFrame], int]
-    ) -> int:
-        """Hand the file's rows to ``insert`` (which puts them back in the hot tables)."""
-        return insert(self._read_file(entry, model, entry.kind))
 
 
 def _identity(kind: str) -> list[str]:

@@ -13,17 +13,12 @@ from datetime import UTC, datetime
 import polars as pl
 
 from modelwatch.store import tables as t
-from modelwatch.store.layout import ColumnKind
+from modelwatch.store.frames import KIND_DTYPES
 from modelwatch.store.registry import ModelRecord
 
 __all__ = ["DAY_US", "day_name", "day_start_us", "events_sql", "schema", "usage_sql"]
 
 DAY_US = 86_400 * 1_000_000
-_DTYPES: dict[ColumnKind, pl.DataType] = {
-    ColumnKind.FLOAT: pl.Float64(),
-    ColumnKind.TEXT: pl.String(),
-    ColumnKind.BOOL: pl.Boolean(),
-}
 _USAGE: dict[str, pl.DataType] = {
     "id": pl.Int64(),
     "version_id": pl.Int64(),
@@ -58,9 +53,9 @@ def schema(model: ModelRecord, kind: str) -> dict[str, pl.DataType]:
         "ts_us": pl.Int64(),
         "received_us": pl.Int64(),
     }
-    columns |= {c.name: _DTYPES[c.kind] for c in layout.event_value_columns}
+    columns |= {c.name: KIND_DTYPES[c.kind] for c in layout.event_value_columns}
     columns |= {
-        "label": _DTYPES[layout.label_kind],
+        "label": KIND_DTYPES[layout.label_kind],
         "label_ts_us": pl.Int64(),
         "label_received_us": pl.Int64(),
     }

@@ -22,7 +22,7 @@ _LABEL_COLUMNS = ["request_id", "label", "ts_us", "received_us"]
 
 def restore_day(archive: ParquetArchive, model: ModelRecord, entry: ArchivedFile) -> int:
     """Put one catalogued file's rows back; returns the events (or usage samples) inserted."""
-    return archive.restore(model, entry, lambda frame: _insert(archive, model, entry, frame))
+    return _insert(archive, model, entry, archive.read_file(entry, model))
 
 
 def _insert(

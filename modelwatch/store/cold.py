@@ -17,11 +17,7 @@ if TYPE_CHECKING:
 
     from modelwatch.store.registry import ModelRecord
 
-__all__ = ["COLD_EVENT_KEYS", "ColdEvents"]
-
-COLD_EVENT_KEYS = ("version_id", "request_id", "ts_us", "received_us")
-"""The leading columns of an archived events frame; then the layout's value columns by
-storage name, then ``label``, ``label_ts_us`` and ``label_received_us``."""
+__all__ = ["ColdEvents"]
 
 
 class ColdEvents(Protocol):

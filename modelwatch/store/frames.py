@@ -40,11 +40,19 @@ from modelwatch.store.engine import Store
 from modelwatch.store.layout import ColumnKind, ModelLayout, StorageColumn
 from modelwatch.store.registry import ModelRecord
 
-__all__ = ["FrameColumns", "fetch", "fetch_many", "frame_columns", "read_events", "read_reference"]
+__all__ = [
+    "KIND_DTYPES",
+    "FrameColumns",
+    "fetch",
+    "fetch_many",
+    "frame_columns",
+    "read_events",
+    "read_reference",
+]
 
 UTC_US = pl.Datetime("us", "UTC")
 _RESERVED = ("version_id", "request_id", "timestamp", "label", "label_timestamp")
-_DTYPES: dict[ColumnKind, pl.DataType] = {
+KIND_DTYPES: dict[ColumnKind, pl.DataType] = {
     ColumnKind.FLOAT: pl.Float64(),
     ColumnKind.TEXT: pl.String(),
     ColumnKind.BOOL: pl.Boolean(),
@@ -124,7 +132,7 @@ def read_events(
     ]
     if with_labels:
         exprs += [
-            pl.col("label").cast(_DTYPES[layout.label_kind]),
+            pl.col("label").cast(KIND_DTYPES[layout.label_kind]),
             pl.col("label_ts_us").cast(pl.Int64).cast(UTC_US).alias("label_timestamp"),
         ]
     in_memory = store.is_sqlite and _sqlite_file(store) is None
@@ -182,7 +190,9 @@ def read_reference(store: Store, model: ModelRecord, dataset_id: int) -> pl.Data
 
 
 def _typed(columns: Sequence[StorageColumn], names: FrameColumns) -> list[pl.Expr]:
-    return [pl.col(c.name).cast(_DTYPES[c.kind]).alias(names.by_storage[c.name]) for c in columns]
+    return [
+        pl.col(c.name).cast(KIND_DTYPES[c.kind]).alias(names.by_storage[c.name]) for c in columns
+    ]
 
 
 def fetch_many(store: Store, queries: Sequence[str]) -> list[pl.DataFrame]:

@@ -201,7 +201,6 @@ def test_an_archived_window_evaluates_to_the_same_results(
     churn: TestClient, store: Store, tmp_path: Path
 ) -> None:
     from click.testing import CliRunner
-    from sqlalchemy import delete
 
     from modelwatch.cli import cli
 
@@ -218,10 +217,23 @@ def test_an_archived_window_evaluates_to_the_same_results(
 
     (report,) = _retention(store, _archive(store, tmp_path / "archive")).run()
     assert report.rows["events"] > 0
+    assert _evaluated_again(store, [*evaluate, "--config", str(config)], env) == before
+
+
+def _evaluated_again(
+    store: Store, evaluate: list[str], env: dict[str, str]
+) -> list[tuple[object, ...]]:
+    """Forget every run and result, evaluate again through the CLI (which
+    attaches the archive from its config), and return the results it stored."""
+    from click.testing import CliRunner
+    from sqlalchemy import delete
+
+    from modelwatch.cli import cli
+
     with store.write() as conn:
         conn.execute(delete(t.metric_results))
         conn.execute(delete(t.evaluation_runs))
     store.cold = None
-    again = CliRunner().invoke(cli, [*evaluate, "--config", str(config)], env=env)
+    again = CliRunner().invoke(cli, evaluate, env=env)
     assert again.exit_code == 0, again.output
-    assert _results(store) == before
+    return _results(store)

@@ -11,16 +11,20 @@ import pyarrow.fs as pafs
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
 
 from lifecycle.archive import attach_archive
 from modelwatch.cli import cli
 from modelwatch.config import load_config
-from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
 from tests.lifecycle.s3server import ACCESS_KEY, SECRET_KEY, S3Server, seaweedfs
-from tests.lifecycle.test_archive import _hot_events, _results, _retention, _window
+from tests.lifecycle.test_archive import (
+    _evaluated_again,
+    _hot_events,
+    _results,
+    _retention,
+    _window,
+)
 from tests.lifecycle.test_retention import _fill, _monitor
 
 BUCKET = "modelwatch-archive"
@@ -70,13 +74,7 @@ def test_archive_in_s3_evaluates_to_the_same_results(
     assert {f.path for f in files} <= {i.path for i in listed}
     assert _window(store).equals(window)
 
-    with store.write() as conn:
-        conn.execute(delete(t.metric_results))
-        conn.execute(delete(t.evaluation_runs))
-    store.cold = None
-    again = CliRunner().invoke(cli, [*evaluate, "--config", str(config)], env=env)
-    assert again.exit_code == 0, again.output
-    assert _results(store) == before
+    assert _evaluated_again(store, [*evaluate, "--config", str(config)], env) == before
     verified = CliRunner().invoke(
         cli, ["archive", "verify", "--model", "churn", "--config", str(config)], env=env
     )

@@ -68,7 +68,7 @@ def _archived(archive: ParquetArchive) -> set[tuple[int, str]]:
     for entry in archive.files(model, kind="events"):
         verdict = archive.verify(entry)
         assert verdict.ok, verdict.problem  # no partial file is in the catalog
-        frame = archive._read_file(entry, model, "events").select("version_id", "request_id")
+        frame = archive.read_file(entry, model).select("version_id", "request_id")
         keys |= {(int(v), str(r)) for v, r in frame.iter_rows()}
     return keys
 

@@ -56,6 +56,7 @@ __all__ = [
 ]
 
 KINDS = ("events", "usage")
+FACTS_KEPT = 10_000  # per-file first events and window counts kept for the planner
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class ParquetArchive:
         self.registry = registry
         self.spec = spec
         self.fs, self.base = open_filesystem(spec)
+        self._facts: dict[tuple[str, str, int], Any] = {}
 
     # --- writing --------------------------------------------------------------
     def archive_day(
@@ -221,25 +223,46 @@ class ParquetArchive:
     def first_event_us(self, model: ModelRecord, version_id: int) -> int | None:
         c = t.archive_files.c
         files = self._catalog(model, c.kind == "events", c.version_id == version_id)
-        if not files:
-            return None
-        first = files[0]  # the catalog lists files by day
-        ts = self._read_columns(first, ["ts_us"])["ts_us"].min()
-        return None if ts is None else int(ts)  # type: ignore[arg-type]
+        return None if not files else self._first_ts(files[0])  # the catalog orders by day
 
     def window_counts(
         self, model: ModelRecord, version_id: int, window_us: int, start_us: int, end_us: int
     ) -> dict[int, tuple[int, int]]:
-        files = self._overlapping(model, [version_id], start_us, end_us)
-        if not files:
-            return {}
-        frame = pl.concat([self._read_columns(f, ["ts_us", "received_us"]) for f in files])
-        counts = (
-            frame.filter((pl.col("ts_us") >= start_us) & (pl.col("ts_us") < end_us))
-            .group_by(pl.col("ts_us") // window_us)
-            .agg(pl.len().alias("n"), pl.col("received_us").max().alias("received"))
-        )
-        return {int(k): (int(n), int(r)) for k, n, r in counts.iter_rows()}
+        merged: dict[int, tuple[int, int]] = {}
+        for entry in self._overlapping(model, [version_id], start_us, end_us):
+            for k, (n, received) in self._file_counts(entry, window_us).items():
+                if start_us <= k * window_us < end_us:
+                    n_before, received_before = merged.get(k, (0, 0))
+                    merged[k] = (n_before + n, max(received, received_before))
+        return merged
+
+    # The planner asks for first events and window counts on every pass; a catalogued file
+    # never changes under its path and checksum, so what it says is read once.
+    def _first_ts(self, entry: ArchivedFile) -> int | None:
+        key = (entry.path, entry.sha256, 0)
+        if key not in self._facts:
+            ts = self._read_columns(entry, ["ts_us"])["ts_us"].min()
+            self._remember(key, None if ts is None else int(ts))  # type: ignore[arg-type]
+        first: int | None = self._facts[key]
+        return first
+
+    def _file_counts(self, entry: ArchivedFile, window_us: int) -> dict[int, tuple[int, int]]:
+        """Per window of the file's rows: the events and the latest ``received_us``."""
+        key = (entry.path, entry.sha256, window_us)
+        if key not in self._facts:
+            counts = (
+                self._read_columns(entry, ["ts_us", "received_us"])
+                .group_by(pl.col("ts_us") // window_us)
+                .agg(pl.len().alias("n"), pl.col("received_us").max().alias("received"))
+            )
+            self._remember(key, {int(k): (int(n), int(r)) for k, n, r in counts.iter_rows()})
+        facts: dict[int, tuple[int, int]] = self._facts[key]
+        return facts
+
+    def _remember(self, key: tuple[str, str, int], fact: Any) -> None:
+        if len(self._facts) >= FACTS_KEPT:
+            self._facts.pop(next(iter(self._facts)))
+        self._facts[key] = fact
 
     def _read_columns(self, entry: ArchivedFile, columns: list[str]) -> pl.DataFrame:
         return self._read_table(entry, columns).cast(pl.Int64)

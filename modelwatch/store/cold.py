@@ -35,6 +35,7 @@ class ColdEvents(Protocol):
     def window_counts(
         self, model: ModelRecord, version_id: int, window_us: int, start_us: int, end_us: int
     ) -> dict[int, tuple[int, int]]:
-        """Per ``window_us`` window (by its index, ``ts_us // window_us``) in the range:
-        the archived events and the latest ``received_us`` among them."""
+        """Per ``window_us`` window (by its index, ``ts_us // window_us``) in the range,
+        whose bounds are window bounds (as the planner's are): the archived events and
+        the latest ``received_us`` among them."""
         ...

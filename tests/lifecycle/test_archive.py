@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -237,3 +238,32 @@ def _evaluated_again(
     again = CliRunner().invoke(cli, evaluate, env=env)
     assert again.exit_code == 0, again.output
     return _results(store)
+
+
+def test_the_planner_reads_each_archived_file_once(
+    churn: TestClient, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fill(churn)
+    _monitor(churn)
+    archive = _archive(store, tmp_path)
+    _retention(store, archive).run()
+    model = Registry(store).get_model("churn")
+    version = Registry(store).list_versions(model)[0]
+    hour_us = 3600 * US
+    reads: list[str] = []
+    read_table = archive._read_table
+
+    def counted(entry: Any, columns: list[str] | None = None) -> pl.DataFrame:
+        reads.append(entry.path)
+        return read_table(entry, columns)
+
+    monkeypatch.setattr(archive, "_read_table", counted)
+    first = archive.window_counts(model, version.id, hour_us, START_US, END_US)
+    assert sum(n for n, _ in first.values()) == sum(
+        f.rows for f in archive.files(model, kind="events") if f.version_id == version.id
+    )
+    files_read = len(reads)
+    assert files_read == len(set(reads)) > 0
+    assert archive.window_counts(model, version.id, hour_us, START_US, END_US) == first
+    assert archive.first_event_us(model, version.id) == archive.first_event_us(model, version.id)
+    assert len(reads) == files_read + 1  # the first event's file once, nothing read again

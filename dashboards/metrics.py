@@ -1,10 +1,12 @@
-"""The Prometheus exporter: a collector that reads the store on every scrape.
+"""The Prometheus exporter: a collector that reads the store when scraped.
 
-Nothing is kept in mutable gauges: each scrape reads the catalog, the latest
+Nothing is kept in mutable gauges: a scrape reads the catalog, the latest
 evaluation results, volumes, alerts and the service's own bookkeeping with a
 fixed number of set-based queries, so every replica serves the same figures.
-A part that fails (the store is down) is logged and left out; the scrape
-still answers, with ``modelwatch_store_up`` 0.
+A section too slow to read on every scrape is served from its last read and
+refreshed in the background (:mod:`dashboards.metrics_cache`), so a scrape does
+not wait for it. A part that fails (the store is down) is logged and left out;
+the scrape still answers, with ``modelwatch_store_up`` 0.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TypeVar
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from dashboards.metrics_cache import SectionCache
 from dashboards.metrics_catalog import Catalog, LayoutCache, load_catalog
 from dashboards.metrics_health import (
     SchedulerView,
@@ -51,6 +54,7 @@ class StoreCollector(Collector):
         top_features: int = 10,
         scheduler: Callable[[], SchedulerView | None] | None = None,
         clock: Callable[[], float] = time.time,
+        sections: SectionCache | None = None,
     ) -> None:
         self.store = store
         self.families = dict(families)
@@ -58,6 +62,7 @@ class StoreCollector(Collector):
         self.scheduler = scheduler
         self.clock = clock
         self._layouts = LayoutCache()
+        self.sections = sections or SectionCache()
 
     def describe(self) -> Iterable[Metric]:
         return []  # registration must not read the store
@@ -68,9 +73,10 @@ class StoreCollector(Collector):
         catalog = self._section("catalog", lambda: [load_catalog(self.store, self._layouts)])
         if catalog:
             for name, build in self._store_sections(catalog[0]):
-                families = self._section(name, build)
+                families, _ = self.sections.get(name, build)
                 ok = ok and families is not None
                 yield from families or []
+            yield from self.sections.ages()
         else:
             ok = False
         yield from scheduler_families(None if self.scheduler is None else self.scheduler())
@@ -84,7 +90,8 @@ class StoreCollector(Collector):
         yield info
         yield GaugeMetricFamily(
             "modelwatch_metrics_collect_duration_seconds",
-            "Time this scrape spent reading the store.",
+            "Time this scrape spent reading the store (sections served from an earlier read "
+            "cost nothing here).",
             value=time.perf_counter() - started,
         )
 
@@ -119,12 +126,18 @@ def build_metrics_registry(
     families: Mapping[str, str],
     top_features: int = 10,
     scheduler: Callable[[], SchedulerView | None] | None = None,
+    inline_budget_s: float = 1.0,
 ) -> CollectorRegistry:
     """A registry of its own (not the process-global one) holding a :class:`StoreCollector`;
-    ``scheduler`` returns the evaluation scheduler's state when scraped."""
+    ``scheduler`` returns the evaluation scheduler's state when scraped; a section whose
+    read takes ``inline_budget_s`` or longer is served from its last read."""
     registry = CollectorRegistry(auto_describe=False)
     collector = StoreCollector(
-        store, families=families, top_features=top_features, scheduler=scheduler
+        store,
+        families=families,
+        top_features=top_features,
+        scheduler=scheduler,
+        sections=SectionCache(inline_budget_s=inline_budget_s),
     )
     registry.register(collector)
     return registry

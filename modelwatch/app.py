@@ -135,6 +135,7 @@ def create_app(
         store,
         families=families,
         top_features=settings.metrics_top_features,
+        inline_budget_s=settings.metrics_inline_budget_s,
         scheduler=scheduler_state or (lambda: evaluation.state),
     )
     metrics_registry.register(CloudEventsCollector(store))

@@ -19,6 +19,7 @@
 | ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
 | ``MODELWATCH_WEBHOOK_SECRET`` | whsec_ secret for ``modelwatch webhooks sign/verify`` | none |
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
+| ``MODELWATCH_METRICS_INLINE_BUDGET_S`` | a ``/metrics`` section slower than this is served from its last read, refreshed in the background | 1 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
 | ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | opening a connection; a pooled one's check | 5 |
@@ -83,6 +84,7 @@ __all__ = [
     "ENV_MAX_INFLIGHT_BATCHES",
     "ENV_MAX_JSON_BYTES",
     "ENV_MAX_REFERENCE_BYTES",
+    "ENV_METRICS_INLINE_BUDGET_S",
     "ENV_METRICS_TOP_FEATURES",
     "ENV_OTEL_ENDPOINT",
     "ENV_OTEL_METRICS_ENDPOINT",
@@ -122,6 +124,7 @@ ENV_WEBHOOK_SECRET = "MODELWATCH_WEBHOOK_SECRET"
 ENV_API_KEY = "MODELWATCH_API_KEY"
 ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"
 ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
+ENV_METRICS_INLINE_BUDGET_S = "MODELWATCH_METRICS_INLINE_BUDGET_S"
 ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
 ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"
 ENV_DB_CONNECT_TIMEOUT_S = "MODELWATCH_DB_CONNECT_TIMEOUT_S"
@@ -198,6 +201,7 @@ class Settings:
     header_timeout_s: float = 10.0
     log_level: str = "INFO"
     metrics_top_features: int = 10
+    metrics_inline_budget_s: float = 1.0
     report_dir: str = "./modelwatch-reports"
     report_max_rows: int = 20_000
     scheduler_state_path: str | None = None
@@ -224,6 +228,9 @@ class Settings:
             header_timeout_s=_seconds(env, ENV_HEADER_TIMEOUT_S, cls.header_timeout_s),
             log_level=env.get(ENV_LOG_LEVEL) or "INFO",
             metrics_top_features=_int(env, ENV_METRICS_TOP_FEATURES, cls.metrics_top_features),
+            metrics_inline_budget_s=_seconds(
+                env, ENV_METRICS_INLINE_BUDGET_S, cls.metrics_inline_budget_s
+            ),
             report_dir=env.get(ENV_REPORT_DIR) or cls.report_dir,
             report_max_rows=_int(env, ENV_REPORT_MAX_ROWS, cls.report_max_rows),
             scheduler_state_path=env.get(ENV_SCHEDULER_STATE) or None,

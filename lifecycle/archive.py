@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import polars as pl
 import pyarrow as pa
@@ -39,7 +38,7 @@ from lifecycle.archive_frames import (
     schema,
     usage_sql,
 )
-from modelwatch.archive import ArchiveSpec
+from modelwatch.archive import ArchiveSpec, open_filesystem
 from modelwatch.errors import StoreError
 from modelwatch.store import tables as t
 from modelwatch.store.engine import Store
@@ -52,7 +51,6 @@ __all__ = [
     "ParquetArchive",
     "Verdict",
     "attach_archive",
-    "open_filesystem",
 ]
 
 KINDS = ("events", "usage")
@@ -84,21 +82,6 @@ class Verdict:
     @property
     def ok(self) -> bool:
         return self.problem is None
-
-
-def open_filesystem(spec: ArchiveSpec) -> tuple[pafs.FileSystem, str]:
-    """The archive's file system and its base path in it."""
-    parts = urlsplit(spec.url)
-    if parts.scheme == "file":
-        return pafs.LocalFileSystem(), unquote(parts.path).rstrip("/")
-    options: dict[str, Any] = {}
-    if spec.endpoint is not None:
-        endpoint = urlsplit(spec.endpoint)
-        options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
-    if spec.region is not None:
-        options["region"] = spec.region
-    base = f"{parts.netloc}{unquote(parts.path)}".rstrip("/")
-    return pafs.S3FileSystem(**options), base
 
 
 class ParquetArchive:

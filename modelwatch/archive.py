@@ -12,11 +12,15 @@ from the archive.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ARCHIVE_SCHEMES", "ArchiveSpec"]
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+__all__ = ["ARCHIVE_SCHEMES", "ArchiveSpec", "open_filesystem"]
 
 ARCHIVE_SCHEMES = ("file", "s3")
 
@@ -50,3 +54,21 @@ class ArchiveSpec(BaseModel):
         if endpoint is not None and urlsplit(endpoint).scheme not in ("http", "https"):
             raise ValueError(f"{endpoint!r}: the endpoint is an http:// or https:// URL")
         return endpoint
+
+
+def open_filesystem(spec: ArchiveSpec) -> tuple[pafs.FileSystem, str]:
+    """The file system of ``spec.url`` (pyarrow's, which reads S3 credentials from the
+    environment) and the base path in it."""
+    import pyarrow.fs as pafs  # only where files are read or written
+
+    parts = urlsplit(spec.url)
+    if parts.scheme == "file":
+        return pafs.LocalFileSystem(), unquote(parts.path).rstrip("/")
+    options: dict[str, Any] = {}
+    if spec.endpoint is not None:
+        endpoint = urlsplit(spec.endpoint)
+        options |= {"endpoint_override": endpoint.netloc, "scheme": endpoint.scheme}
+    if spec.region is not None:
+        options["region"] = spec.region
+    base = f"{parts.netloc}{unquote(parts.path)}".rstrip("/")
+    return pafs.S3FileSystem(**options), base

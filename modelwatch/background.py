@@ -2,10 +2,11 @@
 
 Evaluation (APScheduler plans and drains runs), alerting (policies, grouping,
 notification delivery), retraining (retrain requests, promotions, pipeline
-webhooks), the usage scrapers, retention of the hot store and the expiry of unpaired
-CloudEvents halves. Several processes may run them on one
-PostgreSQL store: runs, deliveries and retrain requests are claimed or keyed
-in the database, so each happens once.
+webhooks), the usage scrapers, the scheduled label sources, retention of the hot
+store and the expiry of unpaired CloudEvents halves. Several processes may run
+them on one PostgreSQL store: runs, deliveries and retrain requests are claimed or
+keyed in the database, so each happens once; a label two processes pull is stored
+once.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from alerts.service import AlertingService
 from collector.cloudevents import CloudEventsReceiver
 from collector.ingest import Ingestor
+from collector.label_sources import LabelSourcePuller
 from collector.scrape import Scraper
 from evaluators.scheduler import EvaluationService
 from lifecycle.archive import attach_archive
@@ -38,6 +40,7 @@ class Background:
     retraining: RetrainService
     scraper: Scraper
     retention: Retention
+    label_sources: LabelSourcePuller
 
     def start(self) -> None:
         self.evaluation.start()
@@ -45,6 +48,7 @@ class Background:
     def shutdown(self) -> None:
         self.evaluation.shutdown()
         self.scraper.close()
+        self.label_sources.close()
 
 
 def build_background(
@@ -79,7 +83,10 @@ def build_background(
     # CloudEvents halves whose partner never came: dropped and counted.
     pairing = CloudEventsReceiver(store, registry, config.cloudevents)
     evaluation.add_job(pairing.expire_quietly, pairing.expiry_interval_s, "cloudevents")
-    return Background(evaluation, alerting, retraining, scraper, retention)
+    label_sources = LabelSourcePuller(ingestor, config.label_sources)
+    for job, every_s, job_id in label_sources.jobs():
+        evaluation.add_job(job, every_s, job_id)
+    return Background(evaluation, alerting, retraining, scraper, retention, label_sources)
 
 
 def _utc(clock: Callable[[], float]) -> Callable[[], datetime]:

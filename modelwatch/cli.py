@@ -14,6 +14,7 @@ import click
 
 from modelwatch import __version__
 from modelwatch.cli_archive import archive
+from modelwatch.cli_labels import labels
 from modelwatch.cli_retention import retention
 from modelwatch.cli_webhooks import webhooks
 from modelwatch.domain import Scope
@@ -416,6 +417,7 @@ def keys_revoke(ctx: click.Context, name: str) -> None:
 cli.add_command(webhooks)
 cli.add_command(retention)
 cli.add_command(archive)
+cli.add_command(labels)
 
 
 @cli.command("check-config")

@@ -21,6 +21,7 @@ from modelwatch.cloudevents_spec import CloudEventsSpec
 from modelwatch.collectors import OtlpSpec, ScrapeTarget
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
+from modelwatch.label_sources import LabelSourceSpec
 from modelwatch.monitors import MonitorSpec
 from modelwatch.pipelines import PipelineSpec, pipeline_refs
 from modelwatch.policies import (
@@ -64,6 +65,9 @@ class Config(BaseModel):
     archive: ArchiveSpec | None = Field(
         None, description="where closed days of raw data are archived as Parquet"
     )
+    label_sources: list[LabelSourceSpec] = Field(
+        default_factory=list, description="ground truth pulled on a schedule"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -77,6 +81,10 @@ class Config(BaseModel):
                     f"{path}.receiver: no receiver named {receiver!r} (known: {names})"
                 )
         self._check_pipelines()
+        sources = [s.name for s in self.label_sources]
+        dupes = sorted({n for n in sources if sources.count(n) > 1})
+        if dupes:
+            raise ValueError(f"label_sources: duplicate names {dupes}")
         policy_names = [p.name for p in self.policies]
         dupes = sorted({n for n in policy_names if policy_names.count(n) > 1})
         if dupes:

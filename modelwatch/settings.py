@@ -19,7 +19,7 @@
 | ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
 | ``MODELWATCH_WEBHOOK_SECRET`` | whsec_ secret for ``modelwatch webhooks sign/verify`` | none |
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
-| ``MODELWATCH_METRICS_INLINE_BUDGET_S`` | a ``/metrics`` section slower than this is served from its last read, refreshed in the background | 1 |
+| ``MODELWATCH_METRICS_INLINE_BUDGET_S`` | slower ``/metrics`` sections: from the last read | 1 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
 | ``MODELWATCH_DB_CONNECT_TIMEOUT_S`` | opening a connection; a pooled one's check | 5 |

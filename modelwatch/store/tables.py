@@ -493,3 +493,24 @@ cloudevent_drops = Table(
     Column("reason", String(32), primary_key=True),
     Column("dropped", BigInteger, nullable=False),
 )
+
+# How far each scheduled label source has been read: a SQL source's watermark (the
+# largest value of its watermark column taken, as tagged JSON so that a timestamp comes
+# back as a timestamp) and a file source's files taken, by path and size.
+label_source_marks = Table(
+    "label_source_marks",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("watermark", Text, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+)
+
+label_source_files = Table(
+    "label_source_files",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("taken_us", BigInteger, nullable=False),
+)

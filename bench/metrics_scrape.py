@@ -130,6 +130,7 @@ def main() -> None:
             rows.append(
                 [
                     label,
+                    f"{out['first']:.3f}",
                     f"{out['p50']:.3f}",
                     f"{out['p99']:.3f}",
                     f"{out['max']:.3f}",

@@ -2,11 +2,11 @@
 
 Evaluation (APScheduler plans and drains runs), alerting (policies, grouping,
 notification delivery), retraining (retrain requests, promotions, pipeline
-webhooks), the usage scrapers, the scheduled label sources, retention of the hot
-store and the expiry of unpaired CloudEvents halves. Several processes may run
-them on one PostgreSQL store: runs, deliveries and retrain requests are claimed or
-keyed in the database, so each happens once; a label two processes pull is stored
-once.
+webhooks), the usage scrapers, the scheduled label sources, the MLflow registry
+sync, retention of the hot store and the expiry of unpaired CloudEvents halves.
+Several processes may run them on one PostgreSQL store: runs, deliveries and
+retrain requests are claimed or keyed in the database, so each happens once; a
+label two processes pull is stored once.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from alerts.service import AlertingService
 from collector.cloudevents import CloudEventsReceiver
+from collector.files import parse_reference
 from collector.ingest import Ingestor
 from collector.label_sources import LabelSourcePuller
 from collector.scrape import Scraper
@@ -26,6 +27,7 @@ from lifecycle.retention import Retention
 from modelwatch.config import Config
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
+from retrain.mlflow_sync import MlflowSync
 from retrain.service import RetrainService
 
 __all__ = ["ALERTING_INTERVAL_S", "Background", "build_background"]
@@ -41,6 +43,7 @@ class Background:
     scraper: Scraper
     retention: Retention
     label_sources: LabelSourcePuller
+    mlflow: MlflowSync | None = None
 
     def start(self) -> None:
         self.evaluation.start()
@@ -49,6 +52,8 @@ class Background:
         self.evaluation.shutdown()
         self.scraper.close()
         self.label_sources.close()
+        if self.mlflow is not None:
+            self.mlflow.close()
 
 
 def build_background(
@@ -86,7 +91,11 @@ def build_background(
     label_sources = LabelSourcePuller(ingestor, config.label_sources)
     for job, every_s, job_id in label_sources.jobs():
         evaluation.add_job(job, every_s, job_id)
-    return Background(evaluation, alerting, retraining, scraper, retention, label_sources)
+    mlflow = None
+    if config.mlflow is not None:
+        mlflow = MlflowSync(store, registry, config.mlflow, parse_reference)
+        evaluation.add_job(mlflow.sync_quietly, float(config.mlflow.interval), "mlflow")
+    return Background(evaluation, alerting, retraining, scraper, retention, label_sources, mlflow)
 
 
 def _utc(clock: Callable[[], float]) -> Callable[[], datetime]:

@@ -14,10 +14,11 @@ import click
 
 from modelwatch import __version__
 from modelwatch.cli_archive import archive
+from modelwatch.cli_keys import keys
 from modelwatch.cli_labels import labels
+from modelwatch.cli_mlflow import mlflow
 from modelwatch.cli_retention import retention
 from modelwatch.cli_webhooks import webhooks
-from modelwatch.domain import Scope
 from modelwatch.errors import ModelwatchError
 from modelwatch.settings import (
     ENV_API_KEY,
@@ -365,59 +366,12 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"current: {current_revision(store)}  head: {head_revision()}")
 
 
-@cli.group()
-def keys() -> None:
-    """Manage API keys."""
-
-
-@keys.command("create")
-@click.option("--name", required=True, help="A name to recognise the key by (shown in audit logs).")
-@click.option("--scope", required=True, type=click.Choice([s.value for s in Scope]))
-@click.pass_context
-def keys_create(ctx: click.Context, name: str, scope: str) -> None:
-    """Create a key and print it once; only its hash is stored."""
-    from modelwatch.auth import KeyStore
-    from modelwatch.store.migrate import upgrade
-
-    store = _store(ctx.parent)  # type: ignore[arg-type]
-    upgrade(store)
-    try:
-        token = KeyStore(store).create(name, Scope(scope), actor="cli")
-    except ModelwatchError as exc:
-        _fail(str(exc))
-    click.echo(token)
-    click.echo(f"created {scope} key {name!r}; store it now, it is not shown again", err=True)
-
-
-@keys.command("list")
-@click.pass_context
-def keys_list(ctx: click.Context) -> None:
-    """List keys (names, scopes, state; never secrets)."""
-    from modelwatch.auth import KeyStore
-
-    for key in KeyStore(_store(ctx.parent)).list():  # type: ignore[arg-type]
-        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
-        click.echo(f"{key.name}\t{key.scope.value}\tmw_{key.prefix}_…\t{state}")
-
-
-@keys.command("revoke")
-@click.argument("name")
-@click.pass_context
-def keys_revoke(ctx: click.Context, name: str) -> None:
-    """Revoke a key by name."""
-    from modelwatch.auth import KeyStore
-
-    try:
-        KeyStore(_store(ctx.parent)).revoke(name, actor="cli")  # type: ignore[arg-type]
-    except ModelwatchError as exc:
-        _fail(str(exc))
-    click.echo(f"revoked {name!r}")
-
-
+cli.add_command(keys)
 cli.add_command(webhooks)
 cli.add_command(retention)
 cli.add_command(archive)
 cli.add_command(labels)
+cli.add_command(mlflow)
 
 
 @cli.command("check-config")

@@ -22,6 +22,7 @@ from modelwatch.collectors import OtlpSpec, ScrapeTarget
 from modelwatch.domain import ModelSpec
 from modelwatch.errors import ConfigError
 from modelwatch.label_sources import LabelSourceSpec
+from modelwatch.mlflow_spec import MlflowSpec
 from modelwatch.monitors import MonitorSpec
 from modelwatch.pipelines import PipelineSpec, pipeline_refs
 from modelwatch.policies import (
@@ -68,6 +69,7 @@ class Config(BaseModel):
     label_sources: list[LabelSourceSpec] = Field(
         default_factory=list, description="ground truth pulled on a schedule"
     )
+    mlflow: MlflowSpec | None = Field(None, description="follow MLflow's model registry")
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -19,6 +19,9 @@
 | ``MODELWATCH_API_KEY`` | ``modelwatch demo --api-url``: the key its simulator sends | none |
 | ``MODELWATCH_WEBHOOK_SECRET`` | whsec_ secret for ``modelwatch webhooks sign/verify`` | none |
 | ``MODELWATCH_METRICS_TOP_FEATURES`` | drifted features per version in ``/metrics`` | 10 |
+| ``MLFLOW_TRACKING_TOKEN`` | the ``mlflow:`` sync's bearer token (as MLflow's own client) | none |
+| ``MLFLOW_TRACKING_USERNAME`` | the ``mlflow:`` sync's basic-auth user, without a token | none |
+| ``MLFLOW_TRACKING_PASSWORD`` | the ``mlflow:`` sync's basic-auth password | none |
 | ``MODELWATCH_METRICS_INLINE_BUDGET_S`` | slower ``/metrics`` sections: from the last read | 1 |
 | ``MODELWATCH_REPORT_DIR`` | cache of ``/v1/runs/{id}/report`` | ``./modelwatch-reports`` |
 | ``MODELWATCH_REPORT_MAX_ROWS`` | rows a run report samples (seeded), window and baseline | 20000 |
@@ -86,6 +89,9 @@ __all__ = [
     "ENV_MAX_REFERENCE_BYTES",
     "ENV_METRICS_INLINE_BUDGET_S",
     "ENV_METRICS_TOP_FEATURES",
+    "ENV_MLFLOW_TRACKING_PASSWORD",
+    "ENV_MLFLOW_TRACKING_TOKEN",
+    "ENV_MLFLOW_TRACKING_USERNAME",
     "ENV_OTEL_ENDPOINT",
     "ENV_OTEL_METRICS_ENDPOINT",
     "ENV_OTEL_METRICS_EXPORTER",
@@ -125,6 +131,9 @@ ENV_API_KEY = "MODELWATCH_API_KEY"
 ENV_DEMO_SLACK_CHANNEL = "MODELWATCH_DEMO_SLACK_CHANNEL"
 ENV_METRICS_TOP_FEATURES = "MODELWATCH_METRICS_TOP_FEATURES"
 ENV_METRICS_INLINE_BUDGET_S = "MODELWATCH_METRICS_INLINE_BUDGET_S"
+ENV_MLFLOW_TRACKING_TOKEN = "MLFLOW_TRACKING_TOKEN"
+ENV_MLFLOW_TRACKING_USERNAME = "MLFLOW_TRACKING_USERNAME"
+ENV_MLFLOW_TRACKING_PASSWORD = "MLFLOW_TRACKING_PASSWORD"
 ENV_REPORT_DIR = "MODELWATCH_REPORT_DIR"
 ENV_REPORT_MAX_ROWS = "MODELWATCH_REPORT_MAX_ROWS"
 ENV_DB_CONNECT_TIMEOUT_S = "MODELWATCH_DB_CONNECT_TIMEOUT_S"

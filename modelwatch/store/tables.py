@@ -514,3 +514,14 @@ label_source_files = Table(
     Column("rows", BigInteger, nullable=False),
     Column("taken_us", BigInteger, nullable=False),
 )
+
+# The version each MLflow-synced alias last pointed to on both sides. A side whose
+# alias differs from it has moved since; both moved is a conflict (MLflow wins).
+mlflow_aliases = Table(
+    "mlflow_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("alias", String(16), primary_key=True),
+    Column("version", String(128), nullable=False),
+    Column("synced_us", BigInteger, nullable=False),
+)

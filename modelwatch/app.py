@@ -98,7 +98,10 @@ def create_app(
     app.state.evaluation = evaluation
     app.state.alerting = alerting
     app.state.retrain = background.retraining
-    app.state.retrain_callbacks = CallbackService(store, registry, parse_reference)
+    mlflow_reference = None if background.mlflow is None else background.mlflow.reference_of
+    app.state.retrain_callbacks = CallbackService(
+        store, registry, parse_reference, mlflow_reference=mlflow_reference
+    )
     app.state.config = config
     app.state.metric_keys = metric_keys
     app.state.settings = settings

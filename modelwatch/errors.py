@@ -22,6 +22,7 @@ __all__ = [
     "PermissionDeniedError",
     "StoreError",
     "UnsupportedMediaTypeError",
+    "UpstreamError",
     "ValidationFailed",
 ]
 
@@ -118,6 +119,14 @@ class OverloadedError(StoreError):
     backoff" (clients, the SDK, dashboards of error codes) treats this alike."""
 
     code = "overloaded"
+
+
+class UpstreamError(ModelwatchError):
+    """A registry modelwatch depends on (MLflow) could not be reached or failed; the
+    request may be retried once it is back."""
+
+    status_code = 502
+    code = "upstream_unavailable"
 
 
 class ConfigError(ModelwatchError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from modelwatch.domain import VERSION_PATTERN, Alias
 from modelwatch.errors import ConflictError, FieldError, ValidationFailed
@@ -37,7 +37,7 @@ from modelwatch.store.retrain import (
 )
 from modelwatch.webhooks import DEFAULT_TOLERANCE_S
 
-__all__ = ["RECEIPT_KEEP_S", "CallbackIn", "CallbackService", "ReferenceParser"]
+__all__ = ["RECEIPT_KEEP_S", "CallbackIn", "CallbackService", "MlflowReference", "ReferenceParser"]
 
 # A copy's timestamp may stand up to the tolerance before or after now, so a receipt
 # outlives the first copy by twice the tolerance.
@@ -45,6 +45,8 @@ RECEIPT_KEEP_S = 2 * DEFAULT_TOLERANCE_S
 
 # (model, raw bytes, format hint) -> (frame in the reference layout, format, ignored columns)
 ReferenceParser = Callable[[ModelRecord, bytes, str | None], tuple[pl.DataFrame, str, list[str]]]
+# (model name, MLflow version) -> (the reference artifact's bytes, its format)
+MlflowReference = Callable[[str, str], tuple[bytes, str]]
 
 
 class ReferenceIn(BaseModel):
@@ -60,6 +62,19 @@ class NewVersionIn(BaseModel):
     version: str = Field(pattern=VERSION_PATTERN)
     description: str = ""
     reference: ReferenceIn | None = None
+    mlflow_version: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="instead of reference: the MLflow version (of the registered model the "
+        "model follows) whose run's reference artifact is the reference",
+    )
+
+    @model_validator(mode="after")
+    def _one_reference(self) -> NewVersionIn:
+        if self.reference is not None and self.mlflow_version is not None:
+            raise ValueError("give reference or mlflow_version, not both")
+        return self
 
 
 class CallbackIn(BaseModel):
@@ -88,6 +103,7 @@ class CallbackService:
         registry: Registry,
         parse_reference: ReferenceParser,
         receipts: Receipts | None = None,
+        mlflow_reference: MlflowReference | None = None,
     ) -> None:
         self.store = store
         self.receipts = receipts or Receipts(store, RECEIPT_KEEP_S)
@@ -95,6 +111,7 @@ class CallbackService:
         self.retrain = RetrainStore(store)
         self.references = ReferenceStore(store)
         self.parse_reference = parse_reference
+        self.mlflow_reference = mlflow_reference
 
     def handle(
         self, body: CallbackIn, actor: str, receipt: Receipt | None = None
@@ -151,6 +168,8 @@ class CallbackService:
         if request.status not in IN_FLIGHT:
             raise ConflictError(f"retrain {request.uid} is {request.status}; it cannot succeed")
         reference = self._reference(model, body.version.reference)
+        if body.version.mlflow_version is not None:
+            reference = self._mlflow_reference(model, body.version.mlflow_version)
         version = self.registry.create_version(
             model, body.version.version, Alias.CHALLENGER, actor, body.version.description
         )
@@ -187,6 +206,21 @@ class CallbackService:
             frame, fmt, _ = self.parse_reference(model, data, ref.format)
         except ValidationFailed as exc:  # name the field in the callback body, not the file
             at = ("version", "reference")
+            raise ValidationFailed(
+                [FieldError((*at, *e.loc), e.msg, e.input) for e in exc.errors]
+            ) from None
+        return _Reference(frame, fmt, sha256_hex(data))
+
+    def _mlflow_reference(self, model: ModelRecord, mlflow_version: str) -> _Reference:
+        if self.mlflow_reference is None:
+            loc = ("version", "mlflow_version")
+            message = "no mlflow: section is configured; upload the reference instead"
+            raise ValidationFailed([FieldError(loc, message, mlflow_version)])
+        data, fmt = self.mlflow_reference(model.name, mlflow_version)
+        try:
+            frame, fmt, _ = self.parse_reference(model, data, fmt)
+        except ValidationFailed as exc:
+            at = ("version", "mlflow_version")
             raise ValidationFailed(
                 [FieldError((*at, *e.loc), e.msg, e.input) for e in exc.errors]
             ) from None

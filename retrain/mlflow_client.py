@@ -1,9 +1,10 @@
 """MLflow's model registry through its REST API, with the project's HTTP client.
 
-The sync needs four calls (search a model's versions, read and move its aliases, fetch
-one run artifact); MLflow's own Python client would pull in MLflow and 36 more packages
-for them, with pins of pyarrow and graphql-core below ours. Credentials come from the environment variables MLflow's own client
-reads: ``MLFLOW_TRACKING_TOKEN`` (a bearer token) or ``MLFLOW_TRACKING_USERNAME`` and
+The sync needs five calls (search a model's versions, read one, read and move its
+aliases, fetch a run artifact); MLflow's own Python client would pull in MLflow and 36
+more packages for them, with pins of pyarrow and graphql-core below ours. Credentials
+come from the environment variables MLflow's own client reads:
+``MLFLOW_TRACKING_TOKEN`` (a bearer token) or ``MLFLOW_TRACKING_USERNAME`` and
 ``MLFLOW_TRACKING_PASSWORD`` (basic auth). ``transport`` lets tests answer without a
 network.
 """
@@ -23,7 +24,7 @@ from modelwatch.settings import (
     ENV_MLFLOW_TRACKING_USERNAME,
 )
 
-__all__ = ["MlflowError", "MlflowRegistry", "MlflowVersion"]
+__all__ = ["MlflowError", "MlflowNotFound", "MlflowRegistry", "MlflowVersion"]
 
 API = "/api/2.0/mlflow"
 PAGE = 200
@@ -32,6 +33,10 @@ TIMEOUT_S = 10.0
 
 class MlflowError(RuntimeError):
     """MLflow answered with an error or could not be reached."""
+
+
+class MlflowNotFound(MlflowError):
+    """MLflow has no such registered model or version."""
 
 
 @dataclass(frozen=True)
@@ -82,19 +87,20 @@ class MlflowRegistry:
             if token:
                 params["page_token"] = token
             page = self._call("GET", "/model-versions/search", params=params)
-            for v in page.get("model_versions", []):
-                out.append(
-                    MlflowVersion(
-                        name=str(v["name"]),
-                        version=str(v["version"]),
-                        run_id=str(v.get("run_id") or ""),
-                        source=str(v.get("source") or ""),
-                        description=str(v.get("description") or ""),
-                    )
-                )
+            out.extend(_version(v) for v in page.get("model_versions", []))
             token = page.get("next_page_token")
             if not token:
                 return sorted(out, key=lambda v: int(v.version))
+
+    def version(self, name: str, version: str) -> MlflowVersion | None:
+        """Version ``version`` of ``name``, or None when MLflow has no such version."""
+        try:
+            found = self._call(
+                "GET", "/model-versions/get", params={"name": name, "version": version}
+            )
+        except MlflowNotFound:
+            return None
+        return _version(found["model_version"])
 
     def aliases(self, name: str) -> dict[str, str]:
         """Alias to version of registered model ``name``."""
@@ -132,9 +138,20 @@ class MlflowRegistry:
                 detail = r.json().get("message") or r.text
             except ValueError:
                 detail = r.text
-            raise MlflowError(f"{method} {path}: MLflow answered {r.status_code}: {detail[:300]}")
+            error = MlflowNotFound if r.status_code == 404 else MlflowError
+            raise error(f"{method} {path}: MLflow answered {r.status_code}: {detail[:300]}")
         body: dict[str, Any] = r.json() if r.content else {}
         return body
+
+
+def _version(v: dict[str, Any]) -> MlflowVersion:
+    return MlflowVersion(
+        name=str(v["name"]),
+        version=str(v["version"]),
+        run_id=str(v.get("run_id") or ""),
+        source=str(v.get("source") or ""),
+        description=str(v.get("description") or ""),
+    )
 
 
 def _quoted(name: str) -> str:

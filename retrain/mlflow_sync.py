@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelwatch.domain import Alias
+from modelwatch.errors import FieldError, UpstreamError, ValidationFailed
 from modelwatch.mlflow_spec import MlflowModelSpec, MlflowSpec
 from modelwatch.store import audit
 from modelwatch.store.alerts import FIRING, RESOLVED, AlertStore, fingerprint
@@ -32,7 +33,7 @@ from modelwatch.store.mlflow_marks import AgreedAliases
 from modelwatch.store.references import ReferenceStore, sha256_hex
 from modelwatch.store.registry import ModelRecord, Registry
 from retrain.callback import ReferenceParser
-from retrain.mlflow_client import MlflowRegistry, MlflowVersion
+from retrain.mlflow_client import MlflowError, MlflowRegistry, MlflowVersion
 
 __all__ = ["ACTOR", "CONFLICT_POLICY", "MlflowSync", "SyncResult"]
 
@@ -99,6 +100,31 @@ class MlflowSync:
 
     def close(self) -> None:
         self.client.close()
+
+    def reference_of(self, model: str, mlflow_version: str) -> tuple[bytes, str]:
+        """The bytes and format of the reference artifact of MLflow version
+        ``mlflow_version`` of the registered model ``model`` follows (for a retrain
+        callback that names it instead of uploading its reference)."""
+        loc = ("version", "mlflow_version")
+        followed = next((m for m in self.spec.models if m.model == model), None)
+        if followed is None or followed.reference_artifact is None:
+            why = (
+                "follows no MLflow registered model"
+                if followed is None
+                else ("has no reference_artifact in its mlflow: entry")
+            )
+            raise ValidationFailed([FieldError(loc, f"model {model!r} {why}", mlflow_version)])
+        try:
+            version = self.client.version(followed.registered_model, mlflow_version)
+            if version is None or not version.run_id:
+                problem = "no such version" if version is None else "a version without a run"
+                raise ValidationFailed(
+                    [FieldError(loc, f"{followed.registered_model}: {problem}", mlflow_version)]
+                )
+            data = self.client.artifact(version.run_id, followed.reference_artifact)
+        except MlflowError as exc:
+            raise UpstreamError(f"MLflow: {exc}") from None
+        return data, "csv" if followed.reference_artifact.endswith(".csv") else "parquet"
 
     # --- one model --------------------------------------------------------------------
     def _sync_model(self, followed: MlflowModelSpec, result: SyncResult) -> None:

@@ -14,15 +14,21 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from collector.files import parse_reference
+from modelwatch.app import create_app
 from modelwatch.cli import cli
 from modelwatch.mlflow_spec import MlflowSpec
+from modelwatch.settings import Settings
 from modelwatch.store import tables as t
 from modelwatch.store.alerts import AlertStore
 from modelwatch.store.engine import Store
 from modelwatch.store.registry import Registry
 from retrain.mlflow_sync import CONFLICT_POLICY, MlflowSync
+from tests.alerts.helpers import Results
 from tests.conftest import CHURN_SPEC, churn_reference_csv
+from tests.retrain.conftest import Loop
+from tests.retrain.helpers import PipelineReceiver, World, retrain_config
 from tests.retrain.mlflow_server import MlflowServer, mlflow_server
+from tests.retrain.test_callback import _post
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +213,46 @@ def test_an_unknown_registered_model_is_a_problem_not_a_crash(
     (result,) = _sync(store, mlflow, names).sync()
     assert result.versions_added == []
     assert any("404" in p or "not found" in p for p in result.problems), result.problems
+
+
+def test_a_retrain_callback_may_name_an_mlflow_version_for_its_reference(
+    store: Store, settings: Settings, mlflow: MlflowServer
+) -> None:
+    registered = f"churn-clf-{uuid.uuid4().hex[:8]}"
+    _pipeline(mlflow, registered, 1)
+    follow = {
+        "tracking_uri": mlflow.url,
+        "models": [
+            {
+                "registered_model": registered,
+                "model": "churn",
+                "reference_artifact": "reference.csv",
+            }
+        ],
+    }
+    results = Results(store)  # churn: v1 champion, v2 challenger
+    with PipelineReceiver() as receiver:
+        config = retrain_config(receiver.url).model_copy(
+            update={"mlflow": MlflowSpec.model_validate(follow)}
+        )
+        with TestClient(create_app(settings, store, config)) as api:
+            state = api.app.state  # type: ignore[attr-defined]
+            loop = Loop(api, World(store, results, state.alerting, state.retrain), receiver)
+            retrain_id = loop.request_retrain()
+            body: dict[str, object] = {"retrain_id": retrain_id, "status": "succeeded"}
+            missing = _post(api, {**body, "version": {"version": "7", "mlflow_version": "99"}})
+            assert missing.status_code == 422, missing.text
+            assert "version.mlflow_version" in missing.text and "no such version" in missing.text
+            done = _post(api, {**body, "version": {"version": "7", "mlflow_version": "1"}})
+            assert done.status_code == 200, done.text
+            versions = {v["version"]: v for v in api.get("/v1/models/churn").json()["versions"]}
+    assert versions["7"]["alias"] == "challenger"
+    registry = Registry(store)
+    version = registry.get_version(registry.get_model("churn"), "7")
+    with store.read() as conn:
+        rows = conn.execute(
+            select(t.reference_datasets.c.rows).where(
+                t.reference_datasets.c.version_id == version.id
+            )
+        ).scalars()
+        assert list(rows) == [40]

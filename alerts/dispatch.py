@@ -5,7 +5,9 @@ without a ``notify`` action, are left out.
 A group is notified first ``group_wait`` after it appeared, again no sooner
 than ``group_interval`` after its last notification when its alerts changed
 (new firing or resolved), and every ``repeat_interval`` while unchanged and
-firing. A resolved alert is announced once. The outbox entry and the group's
+firing. A resolved alert is announced once, with why it resolved
+(:mod:`alerts.reasons`), and so is a firing one a silence now matches; each alert
+carries its version's alias at the time of writing. The outbox entry and the group's
 new notified state are written in one transaction, conditional on the state
 read, so two dispatchers never notify the same change twice.
 """
@@ -15,12 +17,13 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from alerts import reasons
 from alerts.notifiers.base import Alert, Notification
 from alerts.notifiers.templates import FIGURES, figure_lines
 from alerts.routing import Route, inhibited, routes_for, silenced
@@ -46,6 +49,7 @@ class _Group:
     key: str
     labels: dict[str, str]
     alerts: dict[str, AlertRecord] = field(default_factory=dict)
+    silenced: dict[str, AlertRecord] = field(default_factory=dict)  # firing, but silenced
 
 
 class Dispatcher:
@@ -98,14 +102,15 @@ class Dispatcher:
         for alert in alerts:
             if alert.labels.get("alertname") in quiet:
                 continue  # its policy acts (retrain, promote) without telling anyone
-            if silenced(alert, silences) or inhibited(alert, firing, self.inhibit_rules):
+            hushed = silenced(alert, silences)
+            if (hushed and alert.state != FIRING) or inhibited(alert, firing, self.inhibit_rules):
                 continue
             for route in routes_for(self.route, alert.labels):
                 key = route.group_key(alert.labels)
                 group = groups.setdefault(
                     (route.receiver, key), _Group(route, key, route.group_labels(alert.labels))
                 )
-                group.alerts[alert.fingerprint] = alert
+                (group.silenced if hushed else group.alerts)[alert.fingerprint] = alert
         return list(groups.values())
 
     def _maybe_notify(self, group: _Group, now: datetime) -> int:
@@ -115,6 +120,10 @@ class Dispatcher:
         newly_resolved = {
             fp for fp, a in group.alerts.items() if a.state == RESOLVED and told.get(fp) == FIRING
         }
+        newly_silenced = {fp for fp in group.silenced if told.get(fp) == FIRING}
+        for fp in newly_silenced:
+            group.alerts[fp] = _hushed(group.silenced[fp])
+        newly_resolved |= newly_silenced
         if not firing and not newly_resolved:
             return 0
         if not self._due(record, group.route, firing, newly_resolved, now):
@@ -175,7 +184,8 @@ class Dispatcher:
         self, record: GroupRecord, group: _Group, members: list[AlertRecord]
     ) -> Notification:
         shown = members[:MAX_ALERTS_PER_NOTIFICATION]
-        alerts = [_alert(a, self._figures(a)) for a in shown]
+        aliases = self._aliases(shown)
+        alerts = [_alert(a, self._figures(a), aliases) for a in shown]
         status = FIRING if any(a.state == FIRING for a in members) else RESOLVED
         return Notification(
             receiver=record.receiver,
@@ -202,7 +212,7 @@ class Dispatcher:
             .join(mo, mo.c.id == v.c.model_id)
             .where(
                 mo.c.name == model,
-                v.c.version == a.labels.get("version", ""),
+                v.c.version == _version(a),
                 m.c.metric == metric,
                 m.c.window_start_us == a.window_start_us,
                 m.c.current == 1,
@@ -220,13 +230,48 @@ class Dispatcher:
             log.exception("reading the results behind alert %s failed", a.fingerprint)
             return ""
 
+    def _aliases(self, alerts: list[AlertRecord]) -> dict[tuple[str, str], str]:
+        """(model, version) -> the version's alias now ("" none), for per-version alerts."""
+        names = sorted({a.model for a in alerts if a.labels.get("version")})
+        if not names:
+            return {}
+        v, mo = t.model_versions, t.models
+        query = (
+            select(mo.c.name, v.c.version, v.c.alias)
+            .join(mo, mo.c.id == v.c.model_id)
+            .where(mo.c.name.in_(names))
+        )
+        try:
+            with self.store.read() as conn:
+                return {(m, ver): alias or "" for m, ver, alias in conn.execute(query)}
+        except Exception:  # the alert still goes out, with the alias it was evaluated with
+            log.exception("reading the aliases of %s failed", names)
+            return {}
 
-def _alert(a: AlertRecord, figures: str = "") -> Alert:
+
+def _version(a: AlertRecord) -> str:
+    """The version whose results are behind ``a`` (a stream alert's lead version)."""
+    return a.labels.get("version") or a.annotations.get(reasons.LEAD_VERSION, "")
+
+
+def _hushed(a: AlertRecord) -> AlertRecord:
+    """``a`` as it is announced once a silence matches it: no longer firing here."""
+    annotations = {**a.annotations, reasons.RESOLUTION: reasons.SILENCED}
+    return replace(a, state=RESOLVED, annotations=annotations, resolved_at=None)
+
+
+def _alert(
+    a: AlertRecord, figures: str = "", aliases: dict[tuple[str, str], str] | None = None
+) -> Alert:
+    annotations = {**a.annotations, FIGURES: figures} if figures else dict(a.annotations)
+    version = a.labels.get("version")
+    if version and aliases:
+        annotations[reasons.ALIAS_NOW] = aliases.get((a.model, version), "gone")
     return Alert(
         fingerprint=a.fingerprint,
         status=a.state,
         labels=a.labels,
-        annotations={**a.annotations, FIGURES: figures} if figures else a.annotations,
+        annotations=annotations,
         starts_at=a.started_at or a.updated_at,
         ends_at=a.resolved_at if a.state == RESOLVED else None,
         value=a.value,

@@ -77,7 +77,8 @@ class RetrainTrigger:
         pipeline = self.pipelines[action.pipeline]
         started = alert.started_at.isoformat() if alert.started_at else ""
         model = self.registry.get_model(alert.model)
-        version_name = alert.labels.get("version")
+        # an input-drift alert judges a stream of versions: its lead version is the one asked
+        version_name = alert.labels.get("version") or alert.annotations.get("lead_version")
         version = self.registry.get_version(model, version_name) if version_name else None
         results = self._results(version.id if version else None, alert.window_start_us)
         window_end = max((r["window_end_us"] for r in results), default=None)

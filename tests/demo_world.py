@@ -20,6 +20,7 @@ work)::
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,7 +30,7 @@ from collector.ingest import Ingestor
 from demo.config import SINK_TOKEN, demo_config
 from demo.pipeline import DemoPipeline
 from demo.simulator import Simulator
-from demo.slack_sink import SlackSink
+from demo.slack_sink import SinkMessage, SlackSink
 from modelwatch.app import check_config, create_app
 from modelwatch.background import build_background
 from modelwatch.serving import BackgroundServer
@@ -40,7 +41,7 @@ from modelwatch.store.registry import Registry
 from modelwatch.webhooks import generate_secret
 from tests.conftest import free_port
 
-__all__ = ["PIPELINE_TRAIN_S", "STEP_S", "DemoWorld", "demo_world"]
+__all__ = ["PIPELINE_TRAIN_S", "STEP_S", "DemoWorld", "check_threads", "demo_world"]
 
 STEP_S = 30.0
 PIPELINE_TRAIN_S = 0.05  # the demo pipeline's "training", short for tests
@@ -135,3 +136,62 @@ def demo_world(tmp_path: Path, pipeline: bool = False) -> Iterator[DemoWorld]:
             world.server.stop()
             world.background.shutdown()
             world.store.dispose()
+
+
+FIRING_ICONS = ("🔴", "🟠", "🔵", "🔥")
+DRIFT_WORDS = "share of features drifted"
+_HEADER = re.compile(r"🔥 FIRING \((\d+)\+?\) · (.+?) · fraud$")
+_RECOVERED = re.compile(r"^✅ (.+?) recovered: (.+?) (\S+), back (above|below) (\S+)$")
+_POLICY = re.compile(r"alertname=`([^`]+)`")
+
+
+def _sections(message: SinkMessage) -> list[str]:
+    """The text of each alert's section (sections with text, not the group's fields)."""
+    return [
+        str(b["text"]["text"]) for b in message.blocks if b.get("type") == "section" and "text" in b
+    ]
+
+
+def _policy_of(message: SinkMessage, section: str) -> str:
+    own = _POLICY.search(section)
+    if own:
+        return own[1]
+    fields = next(b["fields"] for b in message.blocks if "fields" in b)
+    return next(f["text"].split("\n")[1] for f in fields if f["text"].startswith("*Policy*"))
+
+
+def check_threads(sink: SlackSink, served: str) -> str:
+    """Assert what every fraud message says: each drift once (as the ``served`` stream's),
+    a header counting and naming what fires in it, and a tick only beside a figure back
+    within its line. Returns the threads' headers and lines, for further checks."""
+    said = []
+    for parent in sink.top_level():
+        for message in [parent, *sink.replies(parent.ts)]:
+            lines = [line.split("  Trend ")[0] for line in message.alert_lines()]
+            said.append("\n".join([message.header, *lines]))
+            _check_message(message, lines, served, "\n\n".join(said))
+    return "\n\n".join(said)
+
+
+def _check_message(message: SinkMessage, lines: list[str], served: str, said: str) -> None:
+    drifts = [line for line in lines if DRIFT_WORDS in line]
+    assert len(drifts) <= 1, f"a drift listed more than once:\n{said}"
+    assert all(served in line for line in drifts), said
+    sections = _sections(message)
+    firing = [_policy_of(message, s) for s in sections if s.startswith(FIRING_ICONS)]
+    ended = {_policy_of(message, s) for s in sections if not s.startswith(FIRING_ICONS)}
+    header = _HEADER.match(message.header)
+    if header is None:
+        assert not firing and "RESOLVED" in message.header, said
+    else:
+        assert int(header[1]) == len(firing), f"the header counts what fires now:\n{said}"
+        named = set(re.sub(r" \+\d+$", "", header[2]).split(", "))
+        if "+" not in header[2]:
+            assert set(firing) <= named, f"the header names what fires:\n{said}"
+        assert not (ended - set(firing)) & named, f"the header names a resolved one:\n{said}"
+    for line in lines:
+        if line.startswith("✅"):
+            recovered = _RECOVERED.match(line)
+            assert recovered, f"a tick without a recovery: {line}"
+            back = "above" if "accuracy" in recovered[2] else "below"
+            assert recovered[4] == back, f"a tick beside a figure past its line: {line}"

@@ -19,7 +19,7 @@ import pytest
 from alerts.routing import routes_for
 from demo.config import SLACK_CHANNEL_ENV, SLACK_TOKEN_ENV, demo_config, describe
 from demo.slack_sink import SinkMessage
-from tests.demo_world import DemoWorld, demo_world
+from tests.demo_world import DemoWorld, check_threads, demo_world
 
 DRIFT_AT_MIN, DRIFT_MINUTES, END_MIN = 10, 3, 18
 
@@ -86,3 +86,14 @@ def test_with_slack_configured_alerts_go_to_the_sink_and_to_slack() -> None:
     assert "#fraud-oncall (Slack)" in describe(config)[-1]
     alone = demo_config("http://127.0.0.1:9/api/", env={SLACK_TOKEN_ENV: "xoxb-real"})
     assert [r.name for r in alone.receivers] == ["demo-slack"], "a token without a channel"
+
+
+def test_the_thread_says_each_drift_once_and_counts_what_fires(world: DemoWorld) -> None:
+    sim = world.simulator(DRIFT_AT_MIN, DRIFT_MINUTES)
+    try:
+        while world.minutes() < END_MIN:
+            world.step(sim)
+    finally:
+        sim.close()
+    said = check_threads(world.sink, "served traffic (v1, v2)")
+    assert "share of features drifted" in said, said

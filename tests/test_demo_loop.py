@@ -26,7 +26,7 @@ from modelwatch.store.alerts import AlertStore
 from modelwatch.store.audit import AuditLog
 from modelwatch.store.references import ReferenceStore
 from modelwatch.webhooks import generate_secret, signed_headers
-from tests.demo_world import DemoWorld, demo_world
+from tests.demo_world import DemoWorld, check_threads, demo_world
 
 DRIFT_AT_MIN, DRIFT_MINUTES, END_MIN = 6, 6, 16
 
@@ -105,6 +105,13 @@ def test_drift_retrain_challenger_promotion(world: DemoWorld) -> None:
     assert audit.query(action="retrain.completed")[0].version == "v3"
     assert audit.query(action="model.promoted")[0].actor == "policy:fraud-challenger-wins"
     assert "retraining: fraud-drift-retrain" in " ".join(describe(world.config))
+
+    # One drift line per message for the served traffic, whichever versions score it; the
+    # old champion's accuracy alert ends as no longer the champion's, not as recovered.
+    said = check_threads(world.sink, "fraud served traffic")
+    assert "fraud v3 traffic" not in said, "v3 scores the champion's requests: one stream"
+    ended = [line for line in said.splitlines() if line.startswith("↩ fraud v1 (now")]
+    assert all("no longer evaluated as champion" in line for line in ended), said
 
 
 def test_the_pipeline_refuses_bad_signatures_and_ignores_repeats() -> None:

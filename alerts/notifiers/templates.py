@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from alerts import reasons
 from alerts.notifiers.base import Alert, Notification
 
 __all__ = [
@@ -81,8 +82,10 @@ def _label(n: Notification, key: str) -> str:
     return n.group_labels.get(key) or n.common_labels.get(key) or ""
 
 
-def group_name(n: Notification) -> str:
-    name = next((v for k in _NAME_KEYS if (v := _label(n, k))), "") or _policies(n)
+def group_name(n: Notification, alerts: Sequence[Alert] | None = None) -> str:
+    """The group's policy (or of ``alerts``, the policies among them) and its subject."""
+    name = next((v for k in _NAME_KEYS if (v := _label(n, k))), "")
+    name = name or _policies(n.alerts if alerts is None else alerts)
     model, version = _label(n, "model"), _label(n, "version")
     if version and version[:1].lower() != "v":
         version = f"v{version}"  # "7" reads as v7; "v7" stays v7
@@ -90,28 +93,31 @@ def group_name(n: Notification) -> str:
     return f"{name} · {subject}" if subject else name
 
 
-def _policies(n: Notification) -> str:
+def _policies(alerts: Sequence[Alert]) -> str:
     """The policies of a group that mixes several (e.g. grouped by model only)."""
-    names = sorted({a.labels.get("alertname", "") for a in n.alerts} - {""})
+    names = sorted({a.labels.get("alertname", "") for a in alerts} - {""})
     shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
     return shown or "alert"
 
 
 def headline(n: Notification) -> str:
-    """``🔥 FIRING (2) · drift_high · fraud v7`` or ``✅ RESOLVED · ...``."""
-    if n.status == "resolved":
-        return f"✅ RESOLVED · {group_name(n)}"
-    firing = sum(a.status == "firing" for a in n.alerts)
+    """``🔥 FIRING (2) · drift_high · fraud v7``: what fires now, naming only those
+    policies; ``✅ RESOLVED · ...`` (``↩`` unless every alert recovered) when none does."""
+    firing = [a for a in n.alerts if a.status == "firing"]
+    if n.status == "resolved" or not firing:
+        icon = "✅" if all(_recovered(a) for a in n.alerts) else "↩"
+        return f"{icon} RESOLVED · {group_name(n)}"
+    count = sum(first.status == "firing" for first, _ in entries(n.alerts))
     more = "+" if n.truncated_alerts else ""  # truncated alerts' states are unknown
-    return f"🔥 FIRING ({firing}{more}) · {group_name(n)}"
+    return f"🔥 FIRING ({count}{more}) · {group_name(n, firing)}"
 
 
 def fallback_text(n: Notification) -> str:
-    """Plain text for notifications and clients without Block Kit."""
-    first = next(iter(n.alerts), None)
-    summary = first.annotations.get("summary", "") if first else ""
-    summary = summary or n.common_annotations.get("summary", "")
-    return _truncate(f"{headline(n)}: {summary}" if summary else headline(n), SECTION_MAX)
+    """Plain text for notifications and clients without Block Kit: the header and the
+    first line."""
+    first = next(iter(ordered(n.alerts)), None)
+    line = alert_line(first).replace("*", "").replace("`", "") if first else ""
+    return _truncate(f"{headline(n)}: {line}" if line else headline(n), SECTION_MAX)
 
 
 def build_blocks(n: Notification) -> list[Block]:
@@ -121,9 +127,10 @@ def build_blocks(n: Notification) -> list[Block]:
     if fields:
         blocks.append({"type": "section", "fields": fields})
     blocks.append({"type": "divider"})
-    shown = n.alerts[:MAX_ALERTS]
-    blocks.extend(_alert_section(a, n) for a in shown)
-    hidden = len(n.alerts) - len(shown) + n.truncated_alerts
+    every = entries(n.alerts)
+    shown = every[:MAX_ALERTS]
+    blocks.extend(_alert_section(first, n, also) for first, also in shown)
+    hidden = len(every) - len(shown) + n.truncated_alerts
     if hidden > 0:
         blocks.append(_context(f"…and {hidden} more alert{'s' if hidden != 1 else ''} not shown"))
     links = _group_links(n)
@@ -150,12 +157,18 @@ def _group_fields(n: Notification) -> list[Block]:
     return [{"type": "mrkdwn", "text": f"*{escape(t)}*\n{escape(v)}"} for t, v in pairs[:10]]
 
 
-def _alert_section(alert: Alert, n: Notification) -> Block:
-    lines = [_alert_title(alert)]
+def _alert_section(alert: Alert, n: Notification, also: Sequence[Alert] = ()) -> Block:
+    lines = [alert_line(alert)]
+    for one in (alert, *also):
+        summary = one.annotations.get("summary", "")
+        if summary and one.status == "firing":  # written when evaluated: stale once resolved
+            lines.append(f"_{escape(summary)}_")
     description = alert.annotations.get("description", "")
     if description:
         lines.append(escape(_truncate(description, DESCRIPTION_MAX)))
-    lines.append(_crossing(alert, n))
+    own = _own_labels(alert, n)
+    if own:
+        lines.append(own)
     lines.extend(f"• {escape(line)}" for line in alert.annotations.get(FIGURES, "").splitlines())
     if alert.trend:
         lines.append(_trend(alert.trend))
@@ -167,35 +180,161 @@ def _alert_section(alert: Alert, n: Notification) -> Block:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
-def _alert_title(alert: Alert) -> str:
-    if alert.status == "resolved":
-        icon = "✅"
-    else:
-        icon = _SEVERITY_ICON.get(alert.labels.get("severity", ""), "🔥")
-    title = alert.annotations.get("summary") or alert.labels.get("alertname") or alert.fingerprint
-    return f"{icon} *{escape(title)}*"
-
-
-def _crossing(alert: Alert, n: Notification) -> str:
-    """Value against threshold, plus the labels that tell this alert from its group's."""
-    name = escape(alert.labels.get("metric") or alert.annotations.get("metric") or "Value")
-    parts = [f"*{name}* `{fmt_number(alert.value)}`"]
-    if alert.threshold is not None:
-        side = _side(alert.value, alert.threshold)
-        parts.append(f"{side} threshold `{fmt_number(alert.threshold)}`")
+def _own_labels(alert: Alert, n: Notification) -> str:
+    """The labels that tell this alert from the others of its group."""
     own = {k: v for k, v in alert.labels.items() if k != "metric" and n.common_labels.get(k) != v}
-    if own:
-        parts.append(" ".join(f"{escape(k)}=`{escape(v)}`" for k, v in sorted(own.items())))
-    return " · ".join(parts)
+    return " ".join(f"{escape(k)}=`{escape(v)}`" for k, v in sorted(own.items()))
 
 
-def _side(value: float | None, threshold: float) -> str:
-    if value is None or value == threshold:
-        return "at"
-    return "above" if value > threshold else "below"
+# The line of one alert: what it judges, what changed, in plain words (:func:`alert_line`).
+
+_METRIC_WORDS = {
+    "data_drift": "share of features drifted",
+    "reconstruction_error": "reconstruction error",
+    "domain_classifier": "domain classifier AUC",
+    "champion_challenger_sequential": "challenger - champion",
+    "champion_challenger": "challenger - champion",
+}
+_RANK = {"champion": 0, "served": 0, "shadow": 1, "challenger": 2}
+_ENDED = {  # resolution -> (icon, what is said after the figure)
+    reasons.ALIAS_CHANGED: ("↩", "no longer evaluated as {was}"),
+    reasons.NOT_EVALUATED: ("↩", "no longer evaluated (no new results)"),
+    reasons.POLICY_REMOVED: ("↩", "policy {policy} removed"),
+    reasons.SILENCED: ("🔕", "silenced, still firing"),
+}
+
+
+def ordered(alerts: Sequence[Alert]) -> list[Alert]:
+    """Champion (and the traffic it serves) first, then shadows, challengers, the rest;
+    firing before resolved within each."""
+    return sorted(alerts, key=lambda a: (_RANK.get(_alias_rank(a), 3), a.status != "firing"))
+
+
+def entries(alerts: Sequence[Alert]) -> list[tuple[Alert, list[Alert]]]:
+    """The lines of a message, :func:`ordered`: alerts of several policies saying the same
+    about the same traffic (a drift alert and a retrain policy's on one stream) make one,
+    led by the one covering the most versions, with the others it stands for."""
+    merged: dict[tuple[str, ...], list[Alert]] = {}
+    for alert in ordered(alerts):
+        merged.setdefault(_same(alert), []).append(alert)
+    out = []
+    for group in merged.values():
+        first = max(group, key=lambda a: len(a.labels.get("versions", "").split(",")))
+        out.append((first, [a for a in group if a is not first]))
+    return out
+
+
+def _same(alert: Alert) -> tuple[str, ...]:
+    """What makes two alerts one line: a stream's figure and state, or the alert itself."""
+    stream = alert.labels.get("stream")
+    if not stream:
+        return (alert.fingerprint,)
+    return (
+        alert.labels.get("model", ""),
+        stream,
+        alert.labels.get("feature", ""),
+        alert.labels.get("segment", ""),
+        alert.annotations.get("metric", ""),
+        fmt_number(alert.value),
+        alert.status,
+        alert.annotations.get(reasons.RESOLUTION, ""),
+    )
+
+
+def _alias_rank(alert: Alert) -> str:
+    if alert.labels.get("stream"):
+        return alert.labels["stream"]
+    return alert.annotations.get(reasons.ALIAS_NOW, alert.annotations.get(reasons.ALIAS, ""))
+
+
+def _recovered(alert: Alert) -> bool:
+    reason = alert.annotations.get(reasons.RESOLUTION, reasons.RECOVERED)
+    return alert.status == "resolved" and reason not in _ENDED
+
+
+def alert_line(alert: Alert) -> str:
+    """``🔴 *fraud v1 (champion)*: accuracy `0.69`, below `0.8`, falling``; resolved:
+    ``✅ ... recovered: ..., back above `0.8``` or, ended for another reason,
+    ``↩ *fraud v1 (now retired from champion)*: accuracy `0.69`, still below `0.8` —
+    no longer evaluated as champion``."""
+    subject = f"*{escape(subject_of(alert))}*"
+    figure = _figure(alert)
+    side = _side(alert.value, alert.threshold)
+    if alert.status == "firing":
+        icon = _SEVERITY_ICON.get(alert.labels.get("severity", ""), "🔥")
+        moving = _direction(alert.trend)
+        return f"{icon} {subject}: {figure}{side}" + (f", {moving}" if moving else "")
+    reason = alert.annotations.get(reasons.RESOLUTION, "")
+    if reason == reasons.RECOVERED:
+        return f"✅ {subject} recovered: {figure}" + (f", back {side[2:]}" if side else "")
+    if reason not in _ENDED:  # resolved before reasons were recorded: no side claimed
+        bound = alert.threshold
+        return f"✅ {subject} resolved: {figure}" + (
+            f" (threshold `{fmt_number(bound)}`)" if bound is not None else ""
+        )
+    icon, why = _ENDED[reason]
+    was = alert.annotations.get(reasons.ALIAS) or "before"
+    said = why.format(was=escape(was), policy=escape(alert.labels.get("alertname", "")))
+    still = f", still {side[2:]}" if side else ""
+    return f"{icon} {subject}: {figure}{still} — {said}"
+
+
+def subject_of(alert: Alert) -> str:
+    """``fraud v1 (champion)``, with its alias now: ``fraud v1 (now retired from
+    champion)``; a stream: ``fraud served traffic (v1, v2)``."""
+    model = alert.labels.get("model", "")
+    stream = alert.labels.get("stream")
+    if stream:
+        names = [v for v in alert.labels.get("versions", "").split(",") if v]
+        covers = f" ({', '.join(names)})" if names and names != [stream] else ""
+        return f"{model} {stream} traffic{covers}".strip()
+    version = alert.labels.get("version", "")
+    if version and version[:1].lower() != "v":
+        version = f"v{version}"
+    alias = _alias_now(alert)
+    return " ".join(p for p in (model, version) if p) + (f" ({alias})" if alias else "")
+
+
+def _alias_now(alert: Alert) -> str:
+    was = alert.annotations.get(reasons.ALIAS, "")
+    now = alert.annotations.get(reasons.ALIAS_NOW, was)
+    if now == was or reasons.ALIAS not in alert.annotations:  # not known when evaluated
+        return "" if now == "gone" else now
+    if now == "gone":
+        return "version removed"
+    if not now:
+        return f"now retired from {was}"
+    return f"now {now}, was {was}" if was else f"now {now}"
+
+
+def _figure(alert: Alert) -> str:
+    metric = alert.labels.get("metric") or alert.annotations.get("metric") or "value"
+    words = _METRIC_WORDS.get(metric, metric.replace("_", " "))
+    return f"{escape(words)} `{fmt_number(alert.value)}`"
+
+
+def _side(value: float | None, threshold: float | None) -> str:
+    """``, above `0.2``` (the figure against its threshold); "" without a threshold."""
+    if threshold is None:
+        return ""
+    where = (
+        "at" if value is None or value == threshold else "above" if value > threshold else "below"
+    )
+    return f", {where} `{fmt_number(threshold)}`"
+
+
+def _direction(values: Sequence[float]) -> str:
+    """Rising, falling or steady over the last three figures."""
+    recent = [v for v in values if math.isfinite(v)][-3:]
+    if len(recent) < 2:
+        return ""
+    if recent[-1] == recent[0]:
+        return "steady"
+    return "rising" if recent[-1] > recent[0] else "falling"
 
 
 def _trend(values: Sequence[float]) -> str:
+    """The sparkline and the last three figures."""
     last = " → ".join(fmt_number(v) for v in values[-3:])
     return f"*Trend* `{sparkline(values)}` {last}"
 

@@ -111,8 +111,8 @@ def test_first_notification_posts_a_block_kit_message(
         "*Version*\n7",
         "*Policy*\ndrift_high",
         "*Severity*\ncritical",
-        "PSI of amount above 0.2",  # what crossed
-        "*psi* `0.31` · above threshold `0.2`",
+        "🔴 *fraud v7*: psi `0.31`, above `0.2`, rising",  # what changed, in plain words
+        "_PSI of amount above 0.2_",  # the policy's own words
         "column=`amount`",  # which one, of the group
         "`▁▂▃▅▇█` 0.2 → 0.26 → 0.31",  # trend
         "<http://mw.local/models/fraud/versions/7|Source>",
@@ -154,6 +154,8 @@ def test_resolution_is_posted_in_the_thread_and_marks_the_parent(
         assert header_of(message.blocks) == "✅ RESOLVED · drift_high · fraud v7"
         assert message.text.startswith("✅ RESOLVED")
     assert "Resolved 2025-03-01 15:00 UTC" in text_of(reply.blocks)
+    assert "✅ *fraud v7* resolved: psi `0.31` (threshold `0.2`)" in text_of(reply.blocks)
+    assert "PSI of amount above 0.2" not in text_of(reply.blocks), "the summary is stale"
 
 
 def test_a_failed_parent_update_still_delivers(slack: FakeSlack, notifier: SlackNotifier) -> None:
@@ -319,3 +321,65 @@ def test_fake_slack_accepts_form_bodies_with_a_token_field(slack: FakeSlack) -> 
         "ok": False,
         "error": "channel_not_found",  # chat.update takes channel ids only
     }
+
+
+# -- lines a person can act on ----------------------------------------------------------
+
+
+def _lines(blocks: list[dict[str, Any]]) -> list[str]:
+    sections = [b for b in blocks if b["type"] == "section" and "text" in b]
+    return [str(b["text"]["text"]).splitlines()[0] for b in sections]
+
+
+def test_lines_go_champion_first_and_the_header_names_what_fires() -> None:
+    def accuracy(version: str, alias: str, status: str, value: float) -> Alert:
+        labels = {"alertname": f"acc-{alias}", "model": "fraud", "version": version}
+        annotations = {"metric": "accuracy", "alias": alias, "alias_now": alias}
+        if status == "resolved":
+            annotations["resolution"] = "recovered"
+        return alert(
+            version,
+            status=status,
+            labels=labels,
+            annotations=annotations,
+            value=value,
+            threshold=0.8,
+            trend=[0.9, 0.85, value],
+        )
+
+    n = notification(
+        accuracy("v2", "challenger", "firing", 0.7),
+        accuracy("v1", "champion", "firing", 0.75),
+        accuracy("v3", "shadow", "resolved", 0.85),
+        group_labels={"model": "fraud"},
+        common_labels={"model": "fraud"},
+    )
+    blocks = build_blocks(n)
+    assert header_of(blocks) == "🔥 FIRING (2) · acc-challenger, acc-champion · fraud"
+    assert _lines(blocks) == [
+        "🔥 *fraud v1 (champion)*: accuracy `0.75`, below `0.8`, falling",
+        "✅ *fraud v3 (shadow)* recovered: accuracy `0.85`, back above `0.8`",
+        "🔥 *fraud v2 (challenger)*: accuracy `0.7`, below `0.8`, falling",
+    ]
+
+
+def test_policies_saying_the_same_of_one_stream_make_one_line() -> None:
+    def share(policy: str, versions: str) -> Alert:
+        labels = {"alertname": policy, "model": "fraud", "stream": "served", "versions": versions}
+        annotations = {"metric": "data_drift", "summary": f"{policy} says so"}
+        return alert(policy, labels=labels, annotations=annotations, value=0.5, threshold=0.4)
+
+    n = notification(
+        share("drift-retrain", "v1"),
+        share("feature-drift", "v1,v2"),
+        group_labels={"model": "fraud"},
+        common_labels={"model": "fraud", "stream": "served"},
+    )
+    blocks = build_blocks(n)
+    assert header_of(blocks) == "🔥 FIRING (1) · drift-retrain, feature-drift · fraud"
+    [line] = _lines(blocks)
+    assert line.startswith(
+        "🔥 *fraud served traffic (v1, v2)*: share of features drifted `0.5`, above `0.4`"
+    )
+    text = text_of(blocks)
+    assert "_feature-drift says so_" in text and "_drift-retrain says so_" in text

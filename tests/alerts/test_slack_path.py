@@ -143,4 +143,5 @@ def test_a_new_incident_after_resolution_starts_a_new_message(
     top = slack.top_level()
     assert len(top) == 2, "the second incident is a new message, not a reply in the old thread"
     assert len(slack.replies(top[0].ts)) == 1 and slack.replies(top[1].ts) == []
-    assert "feature-drift · churn v1" in _text(top[1]) and "vv1" not in _text(top[1])
+    assert "feature-drift · churn" in _text(top[1]) and "vv1" not in _text(top[1])
+    assert "churn served traffic (v1)" in _text(top[1]), "input drift judges the traffic"

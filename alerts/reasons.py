@@ -8,6 +8,8 @@ its alias when the notification was written.
 
 from __future__ import annotations
 
+from modelwatch.store.alerts import LEAD_VERSION
+
 __all__ = [
     "ALIAS",
     "ALIAS_CHANGED",
@@ -23,7 +25,6 @@ __all__ = [
 RESOLUTION = "resolution"
 ALIAS = "alias"
 ALIAS_NOW = "alias_now"
-LEAD_VERSION = "lead_version"  # a stream alert's version whose results gave its verdict
 
 RECOVERED = "recovered"  # the latest window is back within the threshold
 ALIAS_CHANGED = "alias_changed"  # the version's alias left the policy's aliases

@@ -22,6 +22,7 @@ from sqlalchemy import Select, func, literal, select, union_all
 
 from dashboards.metrics_catalog import NO_ALIAS, VERSION_LABELS, Catalog
 from modelwatch.store import tables as t
+from modelwatch.store.alerts import LEAD_VERSION
 from modelwatch.store.engine import Store
 
 __all__ = ["alert_families", "catalog_families", "volume_families"]
@@ -143,16 +144,20 @@ def _label_families(
 
 
 def alert_families(store: Store, catalog: Catalog) -> Iterator[Metric]:
-    """Pending and firing alerts, counted by model, version, alias, policy and severity."""
+    """Pending and firing alerts, counted by model, version, alias, policy and severity
+    (a traffic stream's alert under the stream's lead version, its champion)."""
     a = t.alerts
     with store.read() as conn:
         rows = conn.execute(
-            select(a.c.policy, a.c.model, a.c.state, a.c.labels).where(a.c.state.in_(ALERT_STATES))
+            select(a.c.policy, a.c.model, a.c.state, a.c.labels, a.c.annotations).where(
+                a.c.state.in_(ALERT_STATES)
+            )
         ).all()
     counts: dict[tuple[str, ...], int] = defaultdict(int)
-    for policy, model, state, raw in rows:
+    for policy, model, state, raw, notes in rows:
         labels = orjson.loads(raw)
-        version = str(labels.get("version", ""))
+        # An input-drift alert judges a traffic stream; it counts under its lead version.
+        version = str(labels.get("version") or orjson.loads(notes).get(LEAD_VERSION, ""))
         info = catalog.by_name(model, version)
         alias = info.alias if info is not None else NO_ALIAS
         counts[(model, version, alias, policy, str(labels.get("severity", "")), state)] += 1

@@ -18,9 +18,19 @@ from modelwatch.store.engine import Store
 from modelwatch.store.paging import keyset
 from modelwatch.timeutil import utcnow
 
-__all__ = ["AlertRecord", "AlertStore", "GroupRecord", "SilenceRecord", "fingerprint"]
+__all__ = [
+    "LEAD_VERSION",
+    "AlertRecord",
+    "AlertStore",
+    "GroupRecord",
+    "SilenceRecord",
+    "fingerprint",
+]
 
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
+# The annotation naming a traffic stream alert's lead version (the one whose results gave
+# its verdict): such an alert has labels ``stream`` and ``versions`` instead of ``version``.
+LEAD_VERSION = "lead_version"
 
 
 def fingerprint(labels: dict[str, str]) -> str:

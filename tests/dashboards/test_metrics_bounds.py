@@ -249,3 +249,32 @@ def test_a_store_failure_is_logged_and_the_scrape_still_answers(
     # a process whose scheduler never ran (serve --no-scheduler) exports none of it
     idle = build_metrics_registry(unreachable, families=FAMILIES, scheduler=SchedulerState)
     assert not [name for name in registry_samples(idle) if "scheduler" in name]
+
+
+def test_a_traffic_stream_alert_counts_under_its_lead_version(store: Store) -> None:
+    from modelwatch.store.alerts import LEAD_VERSION, AlertStore, fingerprint
+
+    Results(store)  # churn: v1 champion, v2 challenger
+    labels = {
+        "alertname": "feature-drift",
+        "model": "churn",
+        "stream": "served",
+        "versions": "v1,v2",
+        "severity": "warning",
+    }
+    row = {
+        "fingerprint": fingerprint(labels),
+        "policy": "feature-drift",
+        "model": "churn",
+        "labels": labels,
+        "annotations": {LEAD_VERSION: "v1"},
+        "state": "firing",
+        "value": 0.5,
+        "threshold": 0.3,
+        "trend": [0.5],
+        "consecutive": 1,
+        "window_start_us": 0,
+    }
+    with store.write() as conn:
+        AlertStore(store).save(conn, row, None, "test")
+    assert _firing(_samples(store)) == [("v1", "champion", "feature-drift", "warning", 1.0)]

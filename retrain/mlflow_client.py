@@ -12,7 +12,7 @@ network.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +59,10 @@ class MlflowRegistry:
         *,
         env: Mapping[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        page_size: int = PAGE,
     ) -> None:
         env = os.environ if env is None else env
+        self.page_size = page_size
         headers: dict[str, str] = {}
         auth: httpx.BasicAuth | None = None
         if token := env.get(ENV_MLFLOW_TRACKING_TOKEN):
@@ -78,18 +80,27 @@ class MlflowRegistry:
     def close(self) -> None:
         self._http.close()
 
-    def versions(self, name: str) -> list[MlflowVersion]:
-        """Every version of registered model ``name``, oldest first."""
+    def versions(self, name: str, known: Collection[str] = ()) -> list[MlflowVersion]:
+        """The versions of registered model ``name`` not in ``known``, oldest first.
+
+        Pages newest first and stops at the first page holding a known version: the
+        newest version modelwatch has is the cursor, so a sync of a registry with
+        thousands of versions reads one page."""
         out: list[MlflowVersion] = []
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"filter": f"name='{_quoted(name)}'", "max_results": PAGE}
+            params: dict[str, Any] = {
+                "filter": f"name='{_quoted(name)}'",
+                "max_results": self.page_size,
+                "order_by": ["version_number DESC"],
+            }
             if token:
                 params["page_token"] = token
             page = self._call("GET", "/model-versions/search", params=params)
-            out.extend(_version(v) for v in page.get("model_versions", []))
+            found = [_version(v) for v in page.get("model_versions", [])]
+            out.extend(v for v in found if v.version not in known)
             token = page.get("next_page_token")
-            if not token:
+            if not token or any(v.version in known for v in found):
                 return sorted(out, key=lambda v: int(v.version))
 
     def version(self, name: str, version: str) -> MlflowVersion | None:

@@ -130,9 +130,8 @@ class MlflowSync:
     def _sync_model(self, followed: MlflowModelSpec, result: SyncResult) -> None:
         model = self.registry.get_model(followed.model)
         known = {v.version for v in self.registry.list_versions(model)}
-        for version in self.client.versions(followed.registered_model):
-            if version.version not in known:
-                self._add_version(model, followed, version, result)
+        for version in self.client.versions(followed.registered_model, known):
+            self._add_version(model, followed, version, result)
         mlflow_now = self.client.aliases(followed.registered_model)
         for mlflow_alias, alias in followed.aliases.items():
             self._sync_alias(model, followed, mlflow_alias, alias, mlflow_now, result)

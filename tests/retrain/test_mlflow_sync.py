@@ -256,3 +256,25 @@ def test_a_retrain_callback_may_name_an_mlflow_version_for_its_reference(
             )
         ).scalars()
         assert list(rows) == [40]
+
+
+def test_the_newest_known_version_is_the_cursor(
+    store: Store, mlflow: MlflowServer, names: tuple[str, str]
+) -> None:
+    """Versions are read newest first, a page at a time, up to the first known one."""
+    from retrain.mlflow_client import MlflowRegistry
+
+    _, registered = names
+    _pipeline(mlflow, registered, 3)
+    client = MlflowRegistry(mlflow.url, page_size=1)
+    assert [v.version for v in client.versions(registered)] == ["1", "2", "3"]
+    assert [v.version for v in client.versions(registered, {"1", "2"})] == ["3"]
+    assert client.versions(registered, {"1", "2", "3"}) == []
+    sync = _sync(store, mlflow, names)
+    sync.client = client
+    (result,) = sync.sync()
+    assert result.versions_added == ["1", "2", "3"]
+    mlflow.create_version(registered)
+    (later,) = sync.sync()
+    assert later.versions_added == ["4"]
+    client.close()

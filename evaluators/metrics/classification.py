@@ -111,22 +111,34 @@ class Scored(_Window):
 # --- rows -------------------------------------------------------------------------
 
 
-def _as_text(series: pl.Series) -> pl.Series:
-    """Class labels as their canonical strings (``normalize_class``), vectorised."""
+def _text(series: pl.Series) -> pl.Expr:
+    """Class labels as their canonical strings (``normalize_class``), as one expression."""
+    col = pl.col(series.name)
     if series.dtype == pl.String:
-        return series
+        return col
     if series.dtype.is_float():
-        integral = series.is_finite() & (series == series.floor())
-        return pl.select(
-            pl.when(integral).then(series.cast(pl.Int64, strict=False)).cast(pl.String)
-        ).to_series()
-    return series.cast(pl.String, strict=False)
+        integral = col.is_finite() & (col == col.floor())
+        return pl.when(integral).then(col.cast(pl.Int64, strict=False)).cast(pl.String)
+    return col.cast(pl.String, strict=False)
+
+
+# Up to this many rows, text labels are coded by numpy comparisons (0.04 ms for 1,000
+# rows against 0.26 ms for polars' Enum cast, which wins on large windows).
+SMALL_CODES = 20_000
 
 
 def _codes(series: pl.Series, classes: tuple[str, ...]) -> Ints:
     """Class codes ``0..K-1``; -1 for null or a value outside the classes."""
-    enum = _as_text(series).cast(pl.Enum(list(classes)), strict=False)
-    return enum.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+    if series.dtype == pl.String and series.len() <= SMALL_CODES:
+        values = series.to_numpy()
+        small: Ints = np.full(values.size, -1, dtype=np.int64)
+        for i, name in enumerate(classes):
+            small[values == name] = i
+        return small
+    code = _text(series).cast(pl.Enum(list(classes)), strict=False).to_physical()
+    codes = series.to_frame().select(code.cast(pl.Int64).fill_null(-1)).to_series()
+    out: Ints = codes.to_numpy()
+    return out
 
 
 def _labels(ctx: EvalContext, rows: pl.DataFrame) -> tuple[Ints, Ints, list[str]]:

@@ -193,16 +193,25 @@ class Estimate:
 
 
 def _drawn_auc(order: Floats, hits: np.ndarray) -> Floats:
-    """:func:`_auc` for each row of ``hits`` (draws by rows, 0/1) at once: one sort."""
-    ranked = np.argsort(-order, kind="stable")
-    ordered, w = order[ranked], hits[:, ranked].astype(np.float64)
-    ends = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), ordered.size - 1]
-    tp, fp = np.cumsum(w, axis=1)[:, ends], np.cumsum(1.0 - w, axis=1)[:, ends]
-    total_tp, total_fp = tp[:, -1:], fp[:, -1:]
-    defined = (total_tp[:, 0] > 0.0) & (total_fp[:, 0] > 0.0)
-    tpr = np.hstack([np.zeros_like(total_tp), tp / np.where(total_tp > 0, total_tp, 1.0)])
-    fpr = np.hstack([np.zeros_like(total_fp), fp / np.where(total_fp > 0, total_fp, 1.0)])
-    area = np.sum((fpr[:, 1:] - fpr[:, :-1]) * (tpr[:, 1:] + tpr[:, :-1]) / 2.0, axis=1)
+    """:func:`_auc` for each row of ``hits`` (draws by rows, 0/1) at once, by the
+    Mann-Whitney identity (Mann & Whitney 1947; Hanley & McNeil 1982): the area is
+    (sum of the positives' mid-ranks - P(P+1)/2) / (P N), which equals the trapezoidal
+    area with ties counted half. One ranking per window and one matrix-vector product
+    for all draws, instead of a sort and two cumulative sums per draw."""
+    n = order.size
+    ranked = np.argsort(order, kind="stable")
+    ordered = order[ranked]
+    starts = np.r_[0, np.flatnonzero(ordered[1:] != ordered[:-1]) + 1]
+    stops = np.r_[starts[1:], n]
+    ranks = np.empty(n)
+    ranks[ranked] = np.repeat((starts + stops + 1) / 2.0, stops - starts)
+    w = hits.astype(np.float64)
+    positives = w.sum(axis=1)
+    negatives = n - positives
+    defined = (positives > 0.0) & (negatives > 0.0)
+    area = (w @ ranks - positives * (positives + 1.0) / 2.0) / np.where(
+        defined, positives * negatives, 1.0
+    )
     out: Floats = np.where(defined, area, np.nan)
     return out
 

@@ -258,3 +258,21 @@ def test_simulation_three_classes() -> None:
     for key in ("estimated_accuracy", "estimated_roc_auc"):
         covered, _ = _coverage(runs, key)
         assert covered >= 0.9, (key, covered)
+
+
+def test_the_drawn_roc_auc_equals_the_trapezoid_for_every_draw() -> None:
+    """The draws' ROC AUC by mid-ranks equals the trapezoidal area, ties included, and
+    scikit-learn's figure, draw by draw."""
+    from sklearn.metrics import roc_auc_score
+
+    from evaluators.metrics.estimation import _auc, _drawn_auc
+
+    rng = np.random.default_rng(7)
+    order = np.round(rng.random(400), 2)  # many ties
+    hits = rng.random((30, 400)) < np.linspace(0.1, 0.9, 400)
+    hits[0] = False  # no positives: undefined
+    drawn = _drawn_auc(order, hits)
+    assert np.isnan(drawn[0])
+    for row, area in zip(hits[1:], drawn[1:], strict=True):
+        assert area == pytest.approx(_auc(order, row.astype(float)), abs=1e-12)
+        assert area == pytest.approx(roc_auc_score(row, order), abs=1e-12)

@@ -220,14 +220,15 @@ def _drawn_figures(
     labels: Ints, pred: Ints, scores: Floats, positive: int | None, k: int
 ) -> dict[str, Floats]:
     """:func:`estimated_figures` with one-hot labels, for every row of ``labels``
-    (draws by rows) at once: the confusion matrices by one bincount."""
-    draws, n = labels.shape
-    cells = (np.arange(draws)[:, None] * k * k + labels * k + pred[None, :]).ravel()
-    e = np.bincount(cells, minlength=draws * k * k).reshape(draws, k, k).astype(np.float64)
-    tp = np.diagonal(e, axis1=1, axis2=2)
-    fp, fn = e.sum(axis=1) - tp, e.sum(axis=2) - tp
-    tn = n - tp - fp - fn
+    (draws by rows) at once."""
+    n = labels.shape[1]
     classes = [positive] if positive is not None else list(range(k))
+    if positive is not None and k == 2:
+        tp, fp, fn, tn = _binary_cells(labels == positive, pred == positive, n)
+        columns, accuracy = [0], (tp[:, 0] + tn[:, 0]) / n
+    else:
+        tp, fp, fn, tn = _confusion_cells(labels, pred, k)
+        columns, accuracy = classes, tp.sum(axis=1) / n
     per_class = {
         "precision": _ratio(tp, tp + fp),
         "recall": _ratio(tp, tp + fn),
@@ -235,11 +236,32 @@ def _drawn_figures(
         "specificity": _ratio(tn, tn + fp),
     }
     aucs = np.column_stack([_drawn_auc(scores[:, c], labels == c) for c in classes])
-    out = {"accuracy": np.trace(e, axis1=1, axis2=2) / n}
+    out = {"accuracy": accuracy}
     for name, values in per_class.items():
-        out[name] = _macro(values[:, classes])
+        out[name] = _macro(values[:, columns])
     out["roc_auc"] = _macro(aucs)
     return out
+
+
+def _confusion_cells(labels: Ints, pred: Ints, k: int) -> tuple[Floats, ...]:
+    """TP, FP, FN, TN of every class (columns) for every draw (rows), by one bincount."""
+    draws, n = labels.shape
+    cells = (np.arange(draws)[:, None] * k * k + labels * k + pred[None, :]).ravel()
+    e = np.bincount(cells, minlength=draws * k * k).reshape(draws, k, k).astype(np.float64)
+    tp = np.diagonal(e, axis1=1, axis2=2)
+    fp, fn = e.sum(axis=1) - tp, e.sum(axis=2) - tp
+    return tp, fp, fn, n - tp - fp - fn
+
+
+def _binary_cells(hits: np.ndarray, predicted: np.ndarray, n: int) -> tuple[Floats, ...]:
+    """TP, FP, FN, TN of the positive class for every draw (rows of ``hits``), as (draws,
+    1) columns: two matrix-vector products instead of one bincount over draws x rows."""
+    w = hits.astype(np.float64)
+    tp = (w @ predicted.astype(np.float64))[:, None]
+    positives = w.sum(axis=1)[:, None]
+    fp = float(np.count_nonzero(predicted)) - tp
+    fn = positives - tp
+    return tp, fp, fn, n - tp - fp - fn
 
 
 def _macro(values: Floats) -> Floats:

@@ -276,3 +276,20 @@ def test_the_drawn_roc_auc_equals_the_trapezoid_for_every_draw() -> None:
     for row, area in zip(hits[1:], drawn[1:], strict=True):
         assert area == pytest.approx(_auc(order, row.astype(float)), abs=1e-12)
         assert area == pytest.approx(roc_auc_score(row, order), abs=1e-12)
+
+
+def test_the_binary_draws_match_the_general_confusion_matrices() -> None:
+    """The binary shortcut (two matrix-vector products) gives every drawn figure of the
+    bincount over full confusion matrices."""
+    from evaluators.metrics.estimation import _drawn_figures
+
+    rng = np.random.default_rng(11)
+    scores = rng.random(500)
+    proba = np.column_stack([1.0 - scores, scores])
+    pred = (scores > 0.4).astype(np.int64)
+    labels = (rng.random((40, 500)) < scores).astype(np.int64)
+    fast = _drawn_figures(labels, pred, proba, 1, 2)
+    # The general path: the positive class's columns of the full matrices.
+    general = _drawn_figures(labels, pred, proba, 1, 3)
+    for name, values in fast.items():
+        assert np.allclose(values, general[name], rtol=0, atol=1e-12, equal_nan=True), name

@@ -7,11 +7,14 @@ and 2 comparison figures for the challenger (about 27k result rows). SQLite stor
 temporary directory.
 
 Measures, best of ``--repeat``:
-- ``model page data + figures``: :meth:`DashData.results` (one query) and every figure
-  of the model page, in this process, no HTTP;
+- ``model page data + figures``: :meth:`DashData.results` (one query), the headline's
+  reads (status, firing alerts, alias moves) and every figure of the model page, in
+  this process, no HTTP;
 - ``<page> in Chromium``: headless Chromium (Debian's ``/usr/bin/chromium`` and
   ``chromedriver``) from navigation until the page's content is drawn (for the model
-  page: every graph has its traces), against ``modelwatch serve``'s app under uvicorn.
+  page: every graph has its traces), against ``modelwatch serve``'s app under uvicorn,
+  polling the page every :data:`POLL_S` seconds (selenium's default of 0.5 s made
+  every figure a multiple of it).
 
     .venv/bin/python -m bench.dash_pages [--windows 720] [--repeat 3]
 """
@@ -24,28 +27,37 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import best_of
-from dashboards.app.data import DashData
+from dashboards.app.data import DashData, champion_over_time
 from dashboards.app.figures import (
     comparison_figure,
     cost_figure,
     drift_figure,
     metric_figure,
     quality_figure,
+    runs_figure,
     series_key,
 )
+from dashboards.app.pages.model_headline import headline_row
 from modelwatch.store.engine import Store
 from modelwatch.store.migrate import upgrade
 from tests.dashboards.dash_fixtures import (
     FAMILIES,
     chromium,
-    figure,
     seed,
     serving,
     wait_for,
     wait_until,
 )
 
-GRAPHS = ("metric-graph", "drift-graph", "quality-graph", "cost-graph", "comparison-graph")
+GRAPHS = (
+    "metric-graph",
+    "drift-graph",
+    "quality-graph",
+    "cost-graph",
+    "comparison-graph",
+    "runs-graph",
+)
+POLL_S = 0.02
 PAGES: dict[str, tuple[str, str]] = {
     "fleet": ("/dash/", "#fleet-table"),
     "alerts": ("/dash/alerts", "#history-table"),
@@ -53,22 +65,37 @@ PAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def build_model_page(data: DashData, champion: int) -> None:
-    results = data.results("churn", 30)
+def build_model_page(data: DashData) -> None:
+    versions = data.versions("churn")
+    results = data.results("churn", 30, versions)
+    firing = data.firing()
+    headline_row(versions, results, data.headlines("churn")["churn"], firing, lambda p: p)
     metric_figure(
         results,
         series_key("accuracy", "", ""),
         data.policy_thresholds("churn"),
         data.transitions("churn"),
     )
-    drift_figure(results, "data_drift", champion, "value")
-    quality_figure(results, champion)
+    champion = champion_over_time(results, data.alias_moves("churn"))
+    drift_figure(champion, "data_drift", None, "value")
+    quality_figure(champion, None)
     cost_figure(results)
     comparison_figure(results, "accuracy")
+    runs_figure(results)
+
+
+# Whether every graph has drawn its traces, asked in the page: reading the figures back
+# through WebDriver (tests' ``figure``) moves half a megabyte per poll.
+_DRAWN_JS = """
+return arguments[0].every((id) => {
+  const gd = document.querySelector('#' + id + ' .js-plotly-plot');
+  return !!(gd && gd._fullLayout && gd.data && gd.data.length);
+});
+"""
 
 
 def _graphs_drawn(driver: Any) -> bool:
-    return all((figure(driver, g) or {}).get("traces") for g in GRAPHS)
+    return bool(driver.execute_script(_DRAWN_JS, list(GRAPHS)))
 
 
 def main() -> None:
@@ -79,23 +106,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mw-bench-dash-") as tmp:
         store = Store(f"sqlite:///{Path(tmp) / 'dash.db'}")
         upgrade(store)
-        seeded = seed(store, args.windows, ("churn",))
+        seed(store, args.windows, ("churn",))
         data = DashData(store, list, FAMILIES)
         rows = data.results("churn", None).height
-        figures = best_of(args.repeat, lambda: build_model_page(data, seeded.version_ids["v1"]))[0]
+        figures = best_of(args.repeat, lambda: build_model_page(data))[0]
         timings = {"model page data + figures (no HTTP)": figures}
         with serving(store) as url, chromium() as driver:
 
             def model_page() -> None:
                 driver.get(f"{url}/dash/models/churn")
-                wait_until(driver, _graphs_drawn, timeout=60)
+                wait_until(driver, _graphs_drawn, timeout=60, poll=POLL_S)
 
             timings["model page in Chromium"] = best_of(args.repeat, model_page)[0]
             for name, (path, ready) in PAGES.items():
 
                 def page(path: str = path, ready: str = ready) -> None:
                     driver.get(f"{url}{path}")
-                    wait_for(driver, ready, timeout=60)
+                    wait_for(driver, ready, timeout=60, poll=POLL_S)
 
                 timings[f"{name} page in Chromium"] = best_of(args.repeat, page)[0]
         store.dispose()

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import dash_bootstrap_components as dbc
 import flask
 import orjson
 from a2wsgi import WSGIMiddleware
@@ -65,12 +66,12 @@ def create_dash(
         return base + path.lstrip("/")
 
     nav = html.Nav(
-        [dcc.Link(label, href=href(path), style={"marginRight": "16px"}) for label, path in _NAV],
-        style={"padding": "8px 0", "borderBottom": "1px solid #ddd"},
+        [dcc.Link(label, href=href(path), className="nav-link") for label, path in _NAV],
+        className="nav border-bottom mb-3",
     )
-    app.layout = html.Div(
-        [dcc.Location(id="url"), html.H1("modelwatch"), nav, html.Div(id="page")],
-        style={"fontFamily": "sans-serif", "margin": "0 24px"},
+    app.layout = dbc.Container(
+        [dcc.Location(id="url"), html.H1("modelwatch", className="mt-2"), nav, html.Div(id="page")],
+        fluid=True,
     )
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
@@ -147,7 +148,7 @@ def _page(data: DashData, path: str, href: Callable[[str], str]) -> Any:
     if path == "/ledger":
         return ledger_layout(data, href)
     if path.startswith("/models/"):
-        return model_layout(data, path.removeprefix("/models/"))
+        return model_layout(data, path.removeprefix("/models/"), href)
     return html.Div([html.H2("Not found"), html.P(f"no page at {path}")], id="not-found")
 
 

@@ -6,21 +6,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import dash_bootstrap_components as dbc
 from dash import html
 
 from modelwatch.timeutil import utcnow
 
-__all__ = ["STATUS_COLORS", "ago", "duration_text", "status_badge", "table", "time_text"]
+__all__ = ["STATUS_CLASSES", "ago", "duration_text", "status_badge", "table", "time_text"]
 
-STATUS_COLORS = {
-    "ok": "#2ca02c",
-    "breach": "#d62728",
-    "error": "#8c1c13",
-    "firing": "#d62728",
-    "pending": "#ff7f0e",
-    "resolved": "#2ca02c",
+STATUS_CLASSES = {  # Bootstrap's background classes
+    "ok": "text-bg-success",
+    "breach": "text-bg-danger",
+    "error": "text-bg-danger",
+    "firing": "text-bg-danger",
+    "pending": "text-bg-warning",
+    "resolved": "text-bg-success",
 }
-_CELL = {"padding": "4px 10px", "borderBottom": "1px solid #ddd", "textAlign": "left"}
 
 
 def time_text(moment: datetime | None) -> str:
@@ -44,23 +44,23 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{duration_text((now or utcnow()) - moment)} ago"
 
 
-def status_badge(status: str) -> html.Span:
-    color = STATUS_COLORS.get(status, "#7f7f7f")
-    style = {"color": "white", "background": color, "padding": "1px 6px", "borderRadius": "3px"}
-    return html.Span(status, className=f"status status-{status}", style=style)
+def status_badge(status: str, title: str | None = None, badge_id: str | None = None) -> html.Span:
+    """A coloured status; ``title`` (the reason) shows on hover."""
+    extra: dict[str, Any] = {} if badge_id is None else {"id": badge_id}
+    color = STATUS_CLASSES.get(status, "text-bg-secondary")
+    css = f"badge {color} status status-{status.replace(' ', '-')}"
+    return html.Span(status, className=css, title=title or status, **extra)
 
 
 def table(
     table_id: str, columns: Sequence[str], rows: Sequence[Mapping[str, Any]], empty: str = "none"
-) -> html.Table | html.P:
-    """An HTML table; cells may be strings, numbers or Dash components."""
+) -> dbc.Table | html.P:
+    """A table; cells may be strings, numbers or Dash components."""
     if not rows:
-        return html.P(empty, id=table_id, className="empty")
-    head = html.Thead(html.Tr([html.Th(c, style=_CELL) for c in columns]))
-    body = html.Tbody(
-        [html.Tr([html.Td(_cell(row.get(c)), style=_CELL) for c in columns]) for row in rows]
-    )
-    return html.Table([head, body], id=table_id, style={"borderCollapse": "collapse"})
+        return html.P(empty, id=table_id, className="empty text-muted")
+    head = html.Thead(html.Tr([html.Th(c) for c in columns]))
+    body = html.Tbody([html.Tr([html.Td(_cell(row.get(c))) for c in columns]) for row in rows])
+    return dbc.Table([head, body], id=table_id, size="sm", hover=True, className="w-auto")
 
 
 def _cell(value: Any) -> Any:

@@ -14,21 +14,31 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import polars as pl
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 
+from dashboards.app.status import Breach, Headline, breach_counts, check_options, headline
 from modelwatch.policies import Condition, Matcher, PolicySpec
 from modelwatch.store import tables as t
-from modelwatch.store.alerts import FIRING, AlertStore, SilenceRecord
+from modelwatch.store.alerts import FIRING, PENDING, AlertRecord, AlertStore, SilenceRecord
 from modelwatch.store.engine import Store
+from modelwatch.store.frames import fetch
 from modelwatch.store.references import ReferenceStore
 from modelwatch.store.registry import Registry
 from modelwatch.timeutil import utcnow
 
-__all__ = ["STATUS_ORDER", "X_FORMAT", "DashData", "PolicyThreshold", "worst_by"]
+__all__ = [
+    "STATUS_ORDER",
+    "X_FORMAT",
+    "DashData",
+    "PolicyThreshold",
+    "champion_over_time",
+    "worst_by",
+]
 
 DAY_US = 86_400 * 1_000_000
-X_FORMAT = "%Y-%m-%d %H:%M"  # UTC, as plotly reads date strings
+X_FORMAT = "%Y-%m-%d %H:%M"  # UTC, as plotly reads date strings (alert transitions)
 # Worst first: the fleet shows a model's worst latest status.
 STATUS_ORDER = (
     "error",
@@ -94,6 +104,27 @@ def worst_by(statuses: pl.DataFrame, *keys: str) -> pl.DataFrame:
     )
 
 
+def champion_over_time(results: pl.DataFrame, moves: pl.DataFrame) -> pl.DataFrame:
+    """The rows of whichever version was champion at each window's start, so a view of
+    the champion keeps its range across a promotion. ``moves`` are the model's alias
+    moves (:meth:`DashData.alias_moves`); windows before the first champion count as
+    its."""
+    champions = (
+        moves.filter(pl.col("alias") == "champion")
+        .select(pl.col("changed_at").alias("window"), pl.col("to_version").alias("held_by"))
+        .sort("window")
+    )
+    if champions.is_empty():
+        return results.filter(pl.col("alias") == "champion")
+    first = champions["held_by"][0]
+    held = (
+        results.sort("window")
+        .join_asof(champions, on="window", strategy="backward")
+        .with_columns(pl.col("held_by").fill_null(first))
+    )
+    return held.filter(pl.col("version") == pl.col("held_by")).drop("held_by")
+
+
 @dataclass(frozen=True)
 class PolicyThreshold:
     """A policy's ``threshold`` condition, drawn as a line on the metric's chart."""
@@ -116,6 +147,16 @@ def _thresholds(policy: PolicySpec, condition: Condition) -> list[PolicyThreshol
     return found
 
 
+def _alert_text(alert: AlertRecord) -> str:
+    version = alert.labels.get("version")
+    text = alert.policy + (f" on {version}" if version else "")
+    if alert.value is not None:
+        text += f" (value {alert.value:.4g}"
+        text += "" if alert.threshold is None else f", threshold {alert.threshold:.4g}"
+        text += ")"
+    return text
+
+
 def _frame(rows: Sequence[Any], schema: Mapping[str, Any]) -> pl.DataFrame:
     return pl.DataFrame([tuple(r) for r in rows], schema=dict(schema), orient="row")
 
@@ -135,6 +176,15 @@ class DashData:
         self.reference_store = ReferenceStore(store)
         self._config_policies = policies
         self.families = dict(families)
+
+    def _columnar(self, query: Select[Any], schema: Mapping[str, Any]) -> pl.DataFrame:
+        """A large read straight into Arrow: building a Python row per result costs more
+        than the query. Bound values are literal ids and fixed strings."""
+        sql = str(query.compile(self.store.engine, compile_kwargs={"literal_binds": True}))
+        frame = fetch(self.store, sql)
+        if frame.is_empty():
+            return pl.DataFrame(schema=dict(schema))
+        return frame.select(pl.col(name).cast(dtype) for name, dtype in schema.items())
 
     def _rows(self, query: Select[Any]) -> list[Any]:
         with self.store.read() as conn:
@@ -220,6 +270,75 @@ class DashData:
             .agg(pl.col("last_evaluated").max(), pl.col("events_24h").max())
         )
 
+    def headlines(self, model: str | None = None) -> dict[str, Headline]:
+        """Per model (or ``model`` only), its status by :mod:`dashboards.app.status`'s rule."""
+        active: dict[str, list[tuple[str, str]]] = {}
+        for alert in self.alerts.all([FIRING, PENDING]):
+            if model in (None, alert.model):
+                active.setdefault(alert.model, []).append((alert.state, _alert_text(alert)))
+        counted: dict[str, list[str]] = {}
+        options = self._check_options()
+        for name, breach in self._champion_breaches(model):
+            if breach_counts(breach, options.get((breach.monitor_id, breach.metric), {})):
+                counted.setdefault(name, []).append(breach.describe())
+        with_results = self._models_with_results(model)
+        names = [model] if model is not None else self.model_names()
+        return {
+            n: headline(active.get(n, []), counted.get(n, []), n in with_results) for n in names
+        }
+
+    def _champion_breaches(self, model: str | None) -> list[tuple[str, Breach]]:
+        """The breaches of each champion's latest window per monitor (whole traffic)."""
+        r, m, v = t.metric_results, t.models, t.model_versions
+        whole = (r.c.current == 1) & (r.c.segment == "")
+        latest = (
+            select(r.c.version_id, r.c.monitor_id, func.max(r.c.window_start_us).label("w"))
+            .join(v, v.c.id == r.c.version_id)
+            .where(whole, v.c.alias == "champion")
+            .group_by(r.c.version_id, r.c.monitor_id)
+            .subquery()
+        )
+        query = (
+            select(m.c.name, r.c.monitor_id, r.c.metric, r.c.column_name, r.c.label)
+            .add_columns(r.c.threshold, r.c.band_low, r.c.band_high)
+            .join(
+                latest,
+                (latest.c.version_id == r.c.version_id)
+                & (latest.c.monitor_id == r.c.monitor_id)
+                & (latest.c.w == r.c.window_start_us),
+            )
+            .join(v, v.c.id == r.c.version_id)
+            .join(m, m.c.id == v.c.model_id)
+            .where(whole, r.c.status == "breach")
+        )
+        if model is not None:
+            query = query.where(m.c.name == model)
+        found = []
+        for name, monitor_id, metric, column, label, threshold, low, high in self._rows(query):
+            family = self.families.get(metric, "other")
+            banded = low is not None and high is not None
+            found.append(
+                (name, Breach(metric, column, label, family, threshold, banded, monitor_id))
+            )
+        return found
+
+    def _check_options(self) -> dict[tuple[int, str], dict[str, Any]]:
+        """Per (monitor id, metric key), the options its spec gives the check."""
+        found: dict[tuple[int, str], dict[str, Any]] = {}
+        for monitor_id, spec in self._rows(select(t.monitors.c.id, t.monitors.c.spec)):
+            checks = orjson.loads(spec).get("checks") or []
+            for metric, options in check_options(checks).items():
+                found[(monitor_id, metric)] = options
+        return found
+
+    def _models_with_results(self, model: str | None) -> set[str]:
+        m, v, r = t.models, t.model_versions, t.metric_results
+        has = exists().where(r.c.version_id == v.c.id, r.c.current == 1)
+        query = select(m.c.name).join(v, v.c.model_id == m.c.id).where(has).distinct()
+        if model is not None:
+            query = query.where(m.c.name == model)
+        return {name for (name,) in self._rows(query)}
+
     def firing_counts(self) -> dict[str, int]:
         a = t.alerts
         query = select(a.c.model, func.count()).where(a.c.state == FIRING).group_by(a.c.model)
@@ -244,7 +363,7 @@ class DashData:
         if days is not None and ids:
             newest = select(func.max(r.c.window_start_us)).where(r.c.version_id.in_(ids))
             query = query.where(r.c.window_start_us > newest.scalar_subquery() - days * DAY_US)
-        frame = _frame(self._rows(query.order_by(r.c.window_start_us)), RESULT_SCHEMA)
+        frame = self._columnar(query.order_by(r.c.window_start_us), RESULT_SCHEMA)
         families = pl.DataFrame(
             {"metric": list(self.families), "family": list(self.families.values())},
             schema={"metric": pl.String, "family": pl.String},
@@ -258,8 +377,9 @@ class DashData:
                 .dt.replace_time_zone("UTC")
                 .alias("window"),
             )
-            # Plotly's x values: short strings are a third of the JSON of ISO timestamps.
-            .with_columns(pl.col("window").dt.strftime(X_FORMAT).alias("x"))
+            # Plotly's x values, milliseconds on a date axis: shorter JSON than date
+            # strings, and plotly.js skips parsing a string per point.
+            .with_columns((pl.col("window_start_us") // 1000).alias("x"))
         )
 
     def policy_thresholds(self, model: str) -> list[PolicyThreshold]:
@@ -336,8 +456,9 @@ class DashData:
         return self.alerts.create_silence(matchers, starts, ends, author, comment)
 
     # --- ledger ----------------------------------------------------------------------
-    def alias_moves(self) -> pl.DataFrame:
-        """Every alias move of every model, oldest first, with who moved it and when."""
+    def alias_moves(self, model: str | None = None) -> pl.DataFrame:
+        """Every alias move of every model (or ``model``), oldest first, with who moved it
+        and when."""
         ac, m, v = t.alias_changes, t.models, t.model_versions
         to_v, from_v = v.alias("to_v"), v.alias("from_v")
         query = (
@@ -348,6 +469,8 @@ class DashData:
             .outerjoin(from_v, from_v.c.id == ac.c.from_version_id)
             .order_by(ac.c.id)
         )
+        if model is not None:
+            query = query.where(m.c.name == model)
         schema = {
             "model": pl.String,
             "alias": pl.String,

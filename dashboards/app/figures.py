@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+import plotly.io as pio
 import polars as pl
-from plotly.subplots import make_subplots
 
-from dashboards.app.data import PolicyThreshold
+from dashboards.app.data import STATUS_ORDER, PolicyThreshold, worst_by
 
 __all__ = [
     "DRIFT_SHOWN",
@@ -21,11 +21,15 @@ __all__ = [
     "empty_figure",
     "metric_figure",
     "quality_figure",
+    "runs_figure",
     "series_key",
     "version_name",
 ]
 
 SERIES_SEP = "|"
+MAX_VERSIONS = 4  # lines per chart: with thresholds, band and alerts, 8 legend entries
+MAX_QUALITY = 7  # checks drawn on the quality chart, besides the volume
+LATENCY_SHOWN = "p95"
 STATE_COLORS = {"firing": "#d62728", "pending": "#ff7f0e", "resolved": "#2ca02c"}
 PERFORMANCE_FAMILIES = ("classification", "regression", "other")
 ESTIMATED_PREFIX = "estimated_"
@@ -35,11 +39,16 @@ DRIFT_SHOWN = {  # what the drift heatmap can show: column name -> label
     "p_adjusted": "adjusted p-value",
     "drifted": "drifted after correction",
 }
+# plotly_white's layout without its per-trace-type defaults: each figure deep-copies its
+# template, and the full one is most of the time spent building a figure.
+_TEMPLATE = go.layout.Template(layout=pio.templates["plotly_white"].layout)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 _LAYOUT: dict[str, Any] = {
     "margin": {"l": 50, "r": 20, "t": 40, "b": 40},
     "height": 360,
-    "template": "plotly_white",
+    "template": _TEMPLATE,
     "legend": {"orientation": "h", "y": -0.15},
+    "xaxis": {"type": "date"},
 }
 
 
@@ -61,11 +70,24 @@ def empty_figure(title: str, message: str = "no results yet") -> go.Figure:
     return fig
 
 
+def _keep_first(part: pl.DataFrame) -> tuple[bool, bool, int]:
+    alias = part["alias"][0]
+    return alias != "champion", alias is None, -int(part["version_id"][0])
+
+
 def _by_version(frame: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """Each version's rows, oldest version first: at most :data:`MAX_VERSIONS`, the
+    champion, then the versions holding an alias, then the newest others."""
     parts = frame.sort("version_id", "window_start_us").partition_by(
         "version_id", maintain_order=True
     )
-    return [(version_name(p["version"][0], p["alias"][0]), p) for p in parts]
+    kept = sorted(sorted(parts, key=_keep_first)[:MAX_VERSIONS], key=lambda p: p["version_id"][0])
+    return [(version_name(p["version"][0], p["alias"][0]), p) for p in kept]
+
+
+def _color(part: pl.DataFrame) -> str:
+    """A version's colour, the same on every chart of the page."""
+    return PALETTE[int(part["version_id"][0]) % len(PALETTE)]
 
 
 def _hover(part: pl.DataFrame) -> dict[str, Any]:
@@ -93,14 +115,28 @@ def metric_figure(
         return empty_figure(title)
     fig = go.Figure(layout={**_LAYOUT, "title": title})
     _band(fig, rows)
+    first_threshold = True
     for name, part in _by_version(rows):
-        x = part["x"].to_list()
-        fig.add_scatter(x=x, y=part["value"].to_numpy(), name=name, mode="lines", **_hover(part))
+        x = part["x"].to_numpy()
+        fig.add_scatter(
+            x=x,
+            y=part["value"].to_numpy(),
+            name=name,
+            mode="lines",
+            line={"color": _color(part)},
+            **_hover(part),
+        )
         if part["threshold"].is_not_null().any():
-            dash = {"dash": "dot", "width": 1}
             fig.add_scatter(
-                x=x, y=part["threshold"].to_numpy(), name=f"threshold {name}", line=dash
+                x=x,
+                y=part["threshold"].to_numpy(),
+                name="threshold",
+                line={"dash": "dot", "width": 1, "color": "#7f7f7f"},
+                legendgroup="threshold",
+                showlegend=first_threshold,
+                hovertemplate=f"%{{x}}<br>threshold %{{y}}<extra>{name}</extra>",
             )
+            first_threshold = False
     for rule in thresholds:
         if rule.metric == metric and (rule.column or "") == column and (rule.label or "") == label:
             fig.add_hline(
@@ -125,7 +161,7 @@ def _band(fig: go.Figure, rows: pl.DataFrame) -> None:
         if not champion.is_empty()
         else banded.filter(pl.col("version_id") == banded["version_id"].max())
     )
-    x = part["x"].to_list()
+    x = part["x"].to_numpy()
     line = {"width": 0}
     fig.add_scatter(
         x=x,
@@ -161,14 +197,17 @@ def _realized(fig: go.Figure, results: pl.DataFrame, metric: str, column: str, l
     rows = same.filter(pl.col("label") == label)
     if rows.is_empty():  # a binary estimate's label names the positive class
         rows = same.filter(pl.col("label") == "")
-    for name, part in _by_version(rows):
+    for i, (name, part) in enumerate(_by_version(rows)):
         fig.add_scatter(
-            x=part["x"].to_list(),
+            x=part["x"].to_numpy(),
             y=part["value"].to_numpy(),
-            name=f"realized {name}",
+            name="realized",
             mode="lines",
             line={"dash": "dash"},
-            **_hover(part),
+            legendgroup="realized",
+            showlegend=i == 0,
+            customdata=part["run_id"].to_numpy(),
+            hovertemplate=f"%{{x}}<br>%{{y}}<br>run %{{customdata}}<extra>realized {name}</extra>",
         )
 
 
@@ -186,7 +225,7 @@ def _alert_markers(fig: go.Figure, transitions: pl.DataFrame) -> None:
     shown = transitions.with_columns(text.alias("text"))
     colors = shown["to_state"].replace_strict(STATE_COLORS, default="#7f7f7f").to_list()
     fig.add_scatter(
-        x=shown["x"].to_list(),
+        x=shown["x"].to_numpy(),
         y=[1.0] * shown.height,
         yaxis="y2",
         mode="markers",
@@ -198,15 +237,20 @@ def _alert_markers(fig: go.Figure, transitions: pl.DataFrame) -> None:
     fig.update_layout(yaxis2={"overlaying": "y", "range": [0, 1.05], "visible": False})
 
 
-def drift_figure(results: pl.DataFrame, metric: str, version_id: int, show: str) -> go.Figure:
+def _of_version(results: pl.DataFrame, version_id: int | None) -> pl.DataFrame:
+    return results if version_id is None else results.filter(pl.col("version_id") == version_id)
+
+
+def drift_figure(
+    results: pl.DataFrame, metric: str, version_id: int | None, show: str
+) -> go.Figure:
     """Heatmap feature by window of a drift metric's statistic, raw or adjusted p-value, or
     which columns drifted: in breach after the correction across columns and the effect
-    floor, the verdict an alert uses."""
+    floor, the verdict an alert uses. ``version_id`` None: ``results`` are one series
+    already (the champion over time)."""
     title = f"{metric}: {DRIFT_SHOWN.get(show, show)} per feature and window"
-    rows = results.filter(
-        (pl.col("metric") == metric)
-        & (pl.col("version_id") == version_id)
-        & (pl.col("column_name") != "")
+    rows = _of_version(results, version_id).filter(
+        (pl.col("metric") == metric) & (pl.col("column_name") != "")
     )
     if rows.is_empty():
         return empty_figure(title)
@@ -222,7 +266,7 @@ def drift_figure(results: pl.DataFrame, metric: str, version_id: int, show: str)
     if show in ("p_value", "p_adjusted"):
         scale = "Reds_r"
     fig.add_heatmap(
-        x=grid["x"].to_list(),
+        x=grid["x"].to_numpy(),
         y=features,
         z=grid.select(features).to_numpy().T,
         colorscale=scale,
@@ -234,69 +278,163 @@ def drift_figure(results: pl.DataFrame, metric: str, version_id: int, show: str)
     return fig
 
 
-def quality_figure(results: pl.DataFrame, version_id: int) -> go.Figure:
-    """Data-quality rates per column as lines; event volume as bars on a second axis."""
-    rows = results.filter((pl.col("family") == "quality") & (pl.col("version_id") == version_id))
+def quality_figure(results: pl.DataFrame, version_id: int | None) -> go.Figure:
+    """Per data-quality check, its worst column per window (the top :data:`MAX_QUALITY`
+    checks by peak); event volume shaded on a second axis."""
+    rows = _of_version(results, version_id).filter(pl.col("family") == "quality")
     if rows.is_empty():
         return empty_figure("data quality")
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.update_layout(**_LAYOUT, title="data quality")
-    for (metric, column, label), part in rows.sort("window_start_us").group_by(
-        "metric", "column_name", "label", maintain_order=True
-    ):
-        name = _series_name(str(metric), str(column), str(label))
-        x, y = part["x"].to_list(), part["value"].to_numpy()
-        if metric == "volume":
-            fig.add_bar(x=x, y=y, name=name, opacity=0.3, secondary_y=True, **_hover(part))
-        else:
-            fig.add_scatter(x=x, y=y, name=name, mode="lines", secondary_y=False, **_hover(part))
+    worst = (
+        rows.filter(pl.col("metric") != "volume")
+        .sort("value", descending=True, nulls_last=True)
+        .group_by("metric", "x", maintain_order=True)
+        .first()
+        .sort("metric", "x")
+    )
+    peaks = (
+        worst.group_by("metric")
+        .agg(pl.col("value").max())
+        .sort("value", "metric", descending=[True, False], nulls_last=True)
+    )
+    shown = peaks["metric"].head(MAX_QUALITY).to_list()
+    more = f", top {MAX_QUALITY} of {peaks.height} checks" if peaks.height > MAX_QUALITY else ""
+    volume_axis = {"overlaying": "y", "side": "right", "showgrid": False, "title": "events"}
+    title = f"data quality: worst column per check{more}"
+    fig = go.Figure(layout={**_LAYOUT, "title": title, "yaxis2": volume_axis})
+    volume = rows.filter(pl.col("metric") == "volume").sort("window_start_us")
+    if not volume.is_empty():
+        fig.add_scatter(
+            x=volume["x"].to_numpy(),
+            y=volume["value"].to_numpy(),
+            name="volume",
+            fill="tozeroy",
+            mode="none",
+            fillcolor="rgba(31,119,180,0.15)",
+            yaxis="y2",
+            **_hover(volume),
+        )
+    for metric in sorted(shown):
+        part = worst.filter(pl.col("metric") == metric)
+        fig.add_scatter(
+            x=part["x"].to_numpy(),
+            y=part["value"].to_numpy(),
+            name=metric,
+            mode="lines",
+            customdata=part.select("run_id", "column_name").rows(),
+            hovertemplate="%{x}<br>%{y} (%{customdata[1]})<br>run %{customdata[0]}"
+            "<extra>%{fullData.name}</extra>",
+        )
     return fig
 
 
+# Two stacked charts sharing the time axis, laid out by hand: make_subplots builds and
+# validates a default figure first, a third of the chart's build time.
+_COST_AXES: dict[str, Any] = {
+    "xaxis": {"type": "date", "anchor": "y", "matches": "x2", "showticklabels": False},
+    "yaxis": {"domain": [0.55, 1.0], "title": f"latency {LATENCY_SHOWN} (ms)"},
+    "xaxis2": {"type": "date", "anchor": "y2"},
+    "yaxis2": {"domain": [0.0, 0.45], "title": "cost per 1k"},
+}
+
+
 def cost_figure(results: pl.DataFrame) -> go.Figure:
-    """Latency quantiles (top) and cost/resources per 1k predictions (bottom), per version."""
-    rows = results.filter(pl.col("family") == "cost")
+    """Latency p95 (top) and cost per 1k predictions (bottom), one colour and one legend
+    entry per version."""
+    rows = results.filter(
+        ((pl.col("metric") == "latency") & (pl.col("label") == LATENCY_SHOWN))
+        | (pl.col("metric") == "cost_per_1k")
+    )
     if rows.is_empty():
         return empty_figure("cost and latency")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("latency", "cost"))
-    fig.update_layout(**{**_LAYOUT, "height": 520}, title="cost and latency")
+    fig = go.Figure(layout={**_LAYOUT, **_COST_AXES, "height": 520, "title": "cost and latency"})
     for name, part in _by_version(rows):
-        for (metric, column, label), series in part.group_by(
-            "metric", "column_name", "label", maintain_order=True
-        ):
+        for row, metric in ((1, "latency"), (2, "cost_per_1k")):
+            series = part.filter(pl.col("metric") == metric)
             fig.add_scatter(
-                x=series["x"].to_list(),
+                x=series["x"].to_numpy(),
                 y=series["value"].to_numpy(),
-                name=f"{_series_name(str(metric), str(column), str(label))} {name}",
+                name=name,
                 mode="lines",
-                row=1 if metric == "latency" else 2,
-                col=1,
+                line={"color": _color(part)},
+                legendgroup=name,
+                showlegend=row == 1,
+                xaxis="x" if row == 1 else "x2",
+                yaxis="y" if row == 1 else "y2",
                 **_hover(series),
             )
     return fig
 
 
 def comparison_figure(results: pl.DataFrame, label: str) -> go.Figure:
-    """Challenger - champion for one comparison figure, with its confidence interval."""
+    """Challenger - champion for one comparison figure, its confidence interval shaded
+    (a band, not an error bar per window: a month of windows draws in one path)."""
     title = f"challenger - champion: {label}"
     rows = results.filter((pl.col("family") == "comparison") & (pl.col("label") == label))
     if rows.is_empty():
         return empty_figure(title, "no champion vs challenger results")
     fig = go.Figure(layout={**_LAYOUT, "title": title})
     for name, part in _by_version(rows):
-        value = part["value"]
+        x, color = part["x"].to_numpy(), _color(part)
+        edge = {"width": 0, "color": color}
+        for bound, fill in (("ci_high", None), ("ci_low", "tonexty")):
+            fig.add_scatter(
+                x=x,
+                y=part[bound].to_numpy(),
+                line=edge,
+                fill=fill,
+                opacity=0.2,
+                legendgroup=name,
+                showlegend=False,
+                name=f"{name} interval",
+                hovertemplate=f"%{{x}}<br>{bound} %{{y}}<extra>{name}</extra>",
+            )
         fig.add_scatter(
-            x=part["x"].to_list(),
-            y=value.to_numpy(),
+            x=x,
+            y=part["value"].to_numpy(),
             name=name,
-            mode="lines+markers",
-            error_y={
-                "type": "data",
-                "array": (part["ci_high"] - value).to_numpy(),
-                "arrayminus": (value - part["ci_low"]).to_numpy(),
-                "thickness": 1,
-            },
+            mode="lines",
+            line={"color": color},
+            legendgroup=name,
             **_hover(part),
         )
     fig.add_hline(y=0, line={"color": "#7f7f7f"})
+    return fig
+
+
+OUTCOME_COLORS = {
+    "ok": "#2ca02c",
+    "breach": "#d62728",
+    "error": "#8c1c13",
+    "no_baseline": "#bcbd22",
+    "no_labels": "#17becf",
+    "insufficient_data": "#c7c7c7",
+    "not_applicable": "#e7e7e7",
+}
+
+
+def runs_figure(results: pl.DataFrame) -> go.Figure:
+    """Evaluation runs per day (per hour over two days or less) by outcome: the worst
+    status of each run's results, stacked."""
+    if results.is_empty():
+        return empty_figure("runs by outcome")
+    start = pl.col("window_start_us")
+    span = results.select(start.max() - start.min()).item()
+    hourly = span <= 2 * 86_400 * 1_000_000
+    bucket = pl.col("window").dt.truncate("1h" if hourly else "1d").dt.strftime("%Y-%m-%d %H:%M")
+    runs = worst_by(results.select("run_id", "window", "status"), "run_id", "window")
+    counts = runs.group_by(bucket.alias("bucket"), "status").len().sort("bucket")
+    fig = go.Figure(
+        layout={**_LAYOUT, "title": f"runs by outcome, per {'hour' if hourly else 'day'}"}
+    )
+    fig.update_layout(barmode="stack")
+    for status in STATUS_ORDER[::-1]:
+        part = counts.filter(pl.col("status") == status)
+        if part.is_empty():
+            continue
+        fig.add_bar(
+            x=part["bucket"].to_numpy(),
+            y=part["len"].to_numpy(),
+            name=status,
+            marker={"color": OUTCOME_COLORS.get(status, "#7f7f7f")},
+        )
     return fig

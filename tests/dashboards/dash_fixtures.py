@@ -297,14 +297,17 @@ def console_errors(driver: WebDriver) -> list[dict[str, Any]]:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
-def wait_for(driver: WebDriver, css: str, timeout: float = 20) -> Any:
-    return WebDriverWait(driver, timeout).until(
+POLL_S = 0.5  # selenium's default; a benchmark polls more often or it measures the poll
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = 20, poll: float = POLL_S) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=poll).until(
         EC.presence_of_element_located((By.CSS_SELECTOR, css))
     )
 
 
-def wait_until(driver: WebDriver, predicate: Any, timeout: float = 20) -> Any:
-    return WebDriverWait(driver, timeout).until(lambda d: predicate(d))
+def wait_until(driver: WebDriver, predicate: Any, timeout: float = 20, poll: float = POLL_S) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=poll).until(lambda d: predicate(d))
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
@@ -325,6 +328,7 @@ return {
   title: gd.layout.title && gd.layout.title.text,
   traces: gd.data.map((t) => ({
     name: t.name, type: t.type || 'scatter', x: list(t.x), y: list(t.y), z: list(t.z),
+    showlegend: t.showlegend !== false,
   })),
 };
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,15 @@ from tests.dashboards.dash_fixtures import (
 )
 
 WINDOWS = 48
+MAX_LEGEND = 8
+GRAPHS = (
+    "metric-graph",
+    "drift-graph",
+    "quality-graph",
+    "cost-graph",
+    "comparison-graph",
+    "runs-graph",
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +72,9 @@ def _stored(store: Store, model: str, version: str, metric: str) -> list[dict[st
     return query_results(store, ResultQuery([record.id], metric=metric, segment=""))
 
 
-def _window(x: str) -> int:
-    """A plotly x value (naive UTC ISO time) as microseconds."""
-    return int(datetime.fromisoformat(x).replace(tzinfo=UTC).timestamp() * 1_000_000)
+def _window(x: int) -> int:
+    """A plotly x value (milliseconds on a date axis) as microseconds."""
+    return x * 1000
 
 
 def test_fleet_page_shows_every_model_with_status_and_alerts(
@@ -83,6 +91,9 @@ def test_fleet_page_shows_every_model_with_status_and_alerts(
     assert set(rows) == {"churn", "fraud"}
     churn = rows["churn"]
     assert "v1 (champion)" in churn[1] and "v2 (challenger)" in churn[1]
+    assert churn[2] == "firing"
+    badge = dash_browser.find_element(By.ID, "status-churn")
+    assert "accuracy-drop on v1" in (badge.get_attribute("title") or "")
     assert churn[3] == "1"  # the firing alert
     assert rows["fraud"][3] == "0"
     assert churn[5] == str(2 * 24 * 500)  # two versions, 24 windows of 500 events
@@ -120,8 +131,39 @@ def test_a_model_picked_from_the_dropdown_shows_its_stored_values(
     assert f"[{last['ci_low']:.4g}, {last['ci_high']:.4g}]" in comparison
     link = dash_browser.find_element(By.CSS_SELECTOR, "#runs a")
     assert link.get_attribute("href").startswith(f"{url}/v1/runs/")
+    _assert_headline(dash_browser, store)
+    for graph in GRAPHS:
+        shown = figure(dash_browser, graph)
+        assert shown is not None and shown["traces"], graph
+        assert any(t["y"] or t["z"] for t in shown["traces"]), graph
+        legend = [t for t in shown["traces"] if t["showlegend"] and t["type"] != "heatmap"]
+        assert len(legend) <= MAX_LEGEND, (graph, [t["name"] for t in legend])
     screenshot(dash_browser, "dash_model")
     assert console_errors(dash_browser) == []
+
+
+def _latest(store: Store, metric: str) -> list[dict[str, Any]]:
+    rows = _stored(store, "churn", "v1", metric)
+    newest = max(r["window_start_us"] for r in rows)
+    return [r for r in rows if r["window_start_us"] == newest]
+
+
+def _assert_headline(driver: WebDriver, store: Store) -> None:
+    def text(card: str) -> str:
+        return str(driver.find_element(By.ID, card).text)
+
+    assert text("headline-champion") == "champion v1"
+    assert text("headline-challengers") == "v2 (challenger)"
+    assert driver.find_element(By.ID, "headline-status-badge").text == "firing"
+    assert "accuracy-drop on v1" in text("headline-reasons")
+    (accuracy,) = _latest(store, "accuracy")
+    assert text("headline-performance").startswith(f"accuracy {accuracy['value']:.3g}")
+    drift = [r for r in _latest(store, "data_drift") if r["column_name"]]
+    drifted = sum(r["status"] == "breach" for r in drift)
+    assert text("headline-drift").startswith(f"{drifted} of {len(drift)}")
+    (cost,) = _latest(store, "cost_per_1k")
+    assert text("headline-cost") == f"{cost['value']:.4g}"
+    assert text("headline-alerts") == "1: accuracy-drop"
 
 
 def _traces(driver: WebDriver, graph: str, name: str) -> dict[str, Any] | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html, no_update
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, State, html, no_update
 
 from dashboards.app.auth import current_principal
 from dashboards.app.components import status_badge, table, time_text
@@ -72,8 +73,8 @@ def _silences(data: DashData) -> html.Table | html.P:
     return table("silences-table", SILENCE_COLUMNS, rows, empty="no silences")
 
 
-def _field(label: str, component: Any) -> html.Label:
-    return html.Label([label, html.Br(), component], style={"display": "block", "margin": "6px 0"})
+def _field(label: str, component: Any, md: int = 6) -> dbc.Row:
+    return dbc.Row(dbc.Col([dbc.Label(label), component], md=md), className="mb-2")
 
 
 def alerts_layout(data: DashData) -> html.Div:
@@ -81,15 +82,13 @@ def alerts_layout(data: DashData) -> html.Div:
         [
             _field(
                 'matchers (comma-separated, e.g. model=churn, severity=~"crit.*")',
-                dcc.Input(id="silence-matchers", type="text", style={"width": "420px"}),
+                dbc.Input(id="silence-matchers", type="text"),
             ),
-            _field("duration (e.g. 30m, 2h, 1d)", dcc.Input(id="silence-duration", value="2h")),
-            _field(
-                "comment", dcc.Input(id="silence-comment", type="text", style={"width": "420px"})
-            ),
-            _field("created by", dcc.Input(id="silence-creator", type="text")),
-            html.Button("Create silence", id="silence-submit", n_clicks=0),
-            html.Div(id="silence-result", style={"margin": "6px 0"}),
+            _field("duration (e.g. 30m, 2h, 1d)", dbc.Input(id="silence-duration", value="2h"), 3),
+            _field("comment", dbc.Input(id="silence-comment", type="text")),
+            _field("created by", dbc.Input(id="silence-creator", type="text"), 3),
+            dbc.Button("Create silence", id="silence-submit", n_clicks=0, color="primary"),
+            html.Div(id="silence-result", className="my-2"),
         ],
         id="silence-form",
     )
@@ -165,10 +164,10 @@ def register_alert_callbacks(app: Dash, data: DashData) -> None:
         done = html.Span(
             f"silence {silence.id} created, until {time_text(silence.ends_at)}",
             id="silence-created",
-            style={"color": "#2ca02c"},
+            className="text-success",
         )
         return done, _silences(data)
 
 
 def _error(message: str) -> html.Span:
-    return html.Span(message, id="silence-error", style={"color": "#d62728"})
+    return html.Span(message, id="silence-error", className="text-danger")

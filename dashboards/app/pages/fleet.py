@@ -8,8 +8,9 @@ from datetime import datetime
 from dash import dcc, html
 
 from dashboards.app.components import ago, status_badge, table
-from dashboards.app.data import DashData, worst_by
+from dashboards.app.data import DashData
 from dashboards.app.figures import version_name
+from dashboards.app.status import NO_DATA, Headline
 
 __all__ = ["fleet_layout"]
 
@@ -18,14 +19,10 @@ COLUMNS = ("model", "versions", "status", "firing alerts", "last evaluation", "e
 
 def fleet_layout(data: DashData, href: Callable[[str], str]) -> html.Div:
     versions = data.versions()
-    statuses = data.latest_statuses()
+    headlines = data.headlines()
     activity = data.run_activity()
     firing = data.firing_counts()
     per_version = versions.join(activity, on="version_id", how="left")
-    worst = worst_by(
-        statuses.join(versions.select("version_id", "model"), on="version_id"), "model"
-    )
-    status_of = dict(zip(worst["model"], worst["status"], strict=True))
     parts = per_version.partition_by("model", as_dict=True)
     no_versions = per_version.clear()  # a model registered without versions yet
     rows = []
@@ -39,7 +36,7 @@ def fleet_layout(data: DashData, href: Callable[[str], str]) -> html.Div:
                 "versions": ", ".join(
                     version_name(v, a) for v, a in zip(part["version"], part["alias"], strict=True)
                 ),
-                "status": status_badge(status_of.get(name, "no results")),
+                "status": _badge(name, headlines.get(name, Headline(NO_DATA)), href),
                 "firing alerts": firing.get(name, 0),
                 "last evaluation": ago(last_at),
                 "events (24h)": int(part["events_24h"].fill_null(0).sum()),
@@ -51,3 +48,9 @@ def fleet_layout(data: DashData, href: Callable[[str], str]) -> html.Div:
             table("fleet-table", COLUMNS, rows, empty="no models registered yet"),
         ]
     )
+
+
+def _badge(name: str, status: Headline, href: Callable[[str], str]) -> dcc.Link:
+    """The status, its reasons on hover; a click opens the model page, which lists them."""
+    badge = status_badge(status.status, status.tooltip, f"status-{name}")
+    return dcc.Link(badge, href=href(f"/models/{name}"))

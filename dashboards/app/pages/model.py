@@ -1,19 +1,24 @@
-"""Model page (``/dash/models/<name>``): time series, drift, quality, cost, comparison, runs.
+"""Model page (``/dash/models/<name>``): headline, time series, drift, quality, cost,
+comparison, runs.
 
-One callback reads the model's results once and builds every figure from that frame.
+:func:`render_page` reads the model's results once and builds every part from that
+frame: for the layout when the page opens (so it arrives drawn in one round trip), then
+in one callback whenever a control changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import dash_bootstrap_components as dbc
 import polars as pl
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from dashboards.app.components import status_badge, table, time_text
-from dashboards.app.data import DashData, worst_by
+from dashboards.app.data import DashData, champion_over_time, worst_by
 from dashboards.app.figures import (
     DRIFT_SHOWN,
     PERFORMANCE_FAMILIES,
@@ -22,9 +27,11 @@ from dashboards.app.figures import (
     drift_figure,
     metric_figure,
     quality_figure,
+    runs_figure,
     series_key,
     version_name,
 )
+from dashboards.app.pages.model_headline import headline_row
 
 __all__ = ["model_layout", "register_model_callbacks"]
 
@@ -36,74 +43,87 @@ RANGES: Any = [
 ]
 DEFAULT_DAYS = 30
 RECENT_RUNS = 24
+CHAMPION_OVER_TIME = 0  # the version choice "champion": whichever version held it when
 REPORT_PATH = "/v1/runs/{run_id}/report"
 Options = Any  # Dash's option lists: [{label, value}]
 
 
-def model_layout(data: DashData, name: str) -> html.Div:
+def model_layout(data: DashData, name: str, href: Callable[[str], str]) -> html.Div:
+    """The page with its first render in place: the browser draws once, with no second
+    round trip and no empty graphs drawn first."""
     names = data.model_names()
-    picker = dcc.Dropdown(
-        id="model-picker",
-        options=_options(names),
-        value=name,
-        clearable=False,
-        style={"width": "300px"},
-    )
+    picker = dcc.Dropdown(id="model-picker", options=_options(names), value=name, clearable=False)
     if name not in names:
         body: list[Any] = [html.P(f"unknown model {name!r}", id="model-missing")]
         return html.Div([html.H2("Model"), picker, *body])
+    first = dict(zip(OUTPUTS, render_page(data, href, name, DEFAULT_DAYS), strict=True))
 
-    def control(label: str, component: Any) -> html.Label:
-        return html.Label([label, component], style={"display": "inline-block", "margin": "4px"})
+    def div(cid: str, **kw: Any) -> html.Div:
+        return html.Div(first[(cid, "children")], id=cid, **kw)
 
-    def dropdown(cid: str, **kw: Any) -> dcc.Dropdown:
-        return dcc.Dropdown(id=cid, clearable=False, style={"width": "260px"}, **kw)
+    def graph(cid: str) -> dcc.Graph:
+        return dcc.Graph(id=cid, figure=first[(cid, "figure")])
 
+    def dropdown(cid: str) -> dcc.Dropdown:
+        return _dropdown(cid, options=first[(cid, "options")], value=first[(cid, "value")])
+
+    days = _dropdown("days", options=RANGES, value=DEFAULT_DAYS)
+    comparison = _controls(("figure", dropdown("comparison-label")))
     return html.Div(
         [
             html.H2(name, id="model-title"),
             dcc.Store(id="model-name", data=name),
-            html.Div(
-                [
-                    control("model", picker),
-                    control("range", dropdown("days", options=RANGES, value=DEFAULT_DAYS)),
-                ]
-            ),
-            html.Div(id="model-summary"),
-            html.H3("Metrics"),
-            control("series", dropdown("series")),
-            dcc.Graph(id="metric-graph"),
+            _controls(("model", picker), ("range", days)),
+            div("model-summary", className="text-muted small"),
+            div("model-headline-row"),
+            *_section("Metrics", _controls(("series", dropdown("series")))),
+            graph("metric-graph"),
             html.Div(id="report-link"),
-            html.H3("Drift"),
-            html.Div(
+            *_section("Drift", _drift_controls(dropdown("version"), dropdown("drift-metric"))),
+            graph("drift-graph"),
+            dbc.Row(
                 [
-                    control("version", dropdown("version")),
-                    control("drift metric", dropdown("drift-metric")),
-                    control(
-                        "show",
-                        dcc.RadioItems(
-                            id="drift-show",
-                            options=_options(
-                                list(DRIFT_SHOWN), [DRIFT_SHOWN[k] for k in DRIFT_SHOWN]
-                            ),
-                            value="value",
-                            inline=True,
-                        ),
-                    ),
+                    dbc.Col([*_section("Data quality"), graph("quality-graph")], lg=6),
+                    dbc.Col([*_section("Cost and latency"), graph("cost-graph")], lg=6),
                 ]
             ),
-            dcc.Graph(id="drift-graph"),
-            html.H3("Data quality"),
-            dcc.Graph(id="quality-graph"),
-            html.H3("Cost and latency"),
-            dcc.Graph(id="cost-graph"),
-            html.H3("Champion vs challenger"),
-            control("figure", dropdown("comparison-label")),
-            dcc.Graph(id="comparison-graph"),
-            html.Div(id="comparison-table"),
-            html.H3("Recent runs"),
-            html.Div(id="runs-table"),
+            *_section("Champion vs challenger", comparison),
+            graph("comparison-graph"),
+            div("comparison-table"),
+            *_section("Runs"),
+            graph("runs-graph"),
+            div("runs-table"),
         ]
+    )
+
+
+def _dropdown(cid: str, **kw: Any) -> dcc.Dropdown:
+    return dcc.Dropdown(id=cid, clearable=False, **kw)
+
+
+def _controls(*labelled: tuple[str, Any]) -> dbc.Row:
+    return dbc.Row(
+        [dbc.Col([dbc.Label(label), c], md=4, lg=3) for label, c in labelled], className="mb-2"
+    )
+
+
+def _section(title: str, *below: Any) -> list[Any]:
+    return [html.H3(title, className="mt-4"), *below]
+
+
+def _drift_controls(version: dcc.Dropdown, metric: dcc.Dropdown) -> dbc.Row:
+    shown = dcc.RadioItems(
+        id="drift-show",
+        options=_options(list(DRIFT_SHOWN), [DRIFT_SHOWN[k] for k in DRIFT_SHOWN]),
+        value="value",
+        inline=True,
+        inputClassName="me-1",
+        labelClassName="me-3",
+    )
+    return _controls(
+        ("version", version),
+        ("drift metric", metric),
+        ("show", shown),
     )
 
 
@@ -136,17 +156,17 @@ def _series(results: pl.DataFrame) -> tuple[list[str], list[str]]:
     return keys, labels
 
 
-def _versions(versions: pl.DataFrame) -> tuple[Options, list[int], int | None]:
-    """Version options, their ids, and the champion's id (the default choice)."""
+def _versions(versions: pl.DataFrame) -> tuple[Options, list[int]]:
+    """Version options and their values: first the champion over time (the default),
+    then each version."""
     ids = versions["version_id"].to_list()
     names = versions["version"].to_list()
     aliases = versions["alias"].to_list()
-    options = [
+    options = [{"label": "champion (whichever held it)", "value": CHAMPION_OVER_TIME}] + [
         {"label": version_name(v, a), "value": i}
         for i, v, a in zip(ids, names, aliases, strict=True)
     ]
-    champion = next((i for i, a in zip(ids, aliases, strict=True) if a == "champion"), None)
-    return options, ids, champion
+    return options, [CHAMPION_OVER_TIME, *ids]
 
 
 def _comparison_rows(results: pl.DataFrame) -> list[dict[str, Any]]:
@@ -228,22 +248,7 @@ def register_model_callbacks(app: Dash, data: DashData, href: Callable[[str], st
         return html.Span(["Selected window: ", link])
 
     @app.callback(
-        Output("model-summary", "children"),
-        Output("series", "options"),
-        Output("series", "value"),
-        Output("metric-graph", "figure"),
-        Output("version", "options"),
-        Output("version", "value"),
-        Output("drift-metric", "options"),
-        Output("drift-metric", "value"),
-        Output("drift-graph", "figure"),
-        Output("quality-graph", "figure"),
-        Output("cost-graph", "figure"),
-        Output("comparison-label", "options"),
-        Output("comparison-label", "value"),
-        Output("comparison-graph", "figure"),
-        Output("comparison-table", "children"),
-        Output("runs-table", "children"),
+        *(Output(cid, prop) for cid, prop in OUTPUTS),
         Input("model-name", "data"),
         Input("days", "value"),
         Input("series", "value"),
@@ -251,6 +256,7 @@ def register_model_callbacks(app: Dash, data: DashData, href: Callable[[str], st
         Input("drift-metric", "value"),
         Input("drift-show", "value"),
         Input("comparison-label", "value"),
+        prevent_initial_call=True,  # the layout holds the first render
     )
     def render(
         name: str,
@@ -261,38 +267,91 @@ def register_model_callbacks(app: Dash, data: DashData, href: Callable[[str], st
         drift_show: str,
         comparison: str | None,
     ) -> tuple[Any, ...]:
-        versions = data.versions(name)
-        results = data.results(name, days, versions)
-        keys, key_labels = _series(results)
-        series = _pick(series, keys, series_key("accuracy", "", ""))
-        version_options, version_ids, champion = _versions(versions)
-        version = _pick(version, version_ids, champion)
-        drift = results.filter(pl.col("family") == "drift")
-        drift_metrics = sorted(drift["metric"].unique().to_list())
-        drift_metric = _pick(drift_metric, drift_metrics, "data_drift")
-        compared = results.filter(pl.col("family") == "comparison")
-        comparison_labels = sorted(compared["label"].unique().to_list())
-        comparison = _pick(comparison, comparison_labels, "accuracy")
-        transitions = data.transitions(name)
-        empty = "no results yet"
-        return (
-            _summary(results),
-            _options(keys, key_labels),
-            series,
-            metric_figure(results, series or "||", data.policy_thresholds(name), transitions),
-            version_options,
-            version,
-            _options(drift_metrics),
-            drift_metric,
-            drift_figure(drift, drift_metric or "", version or -1, drift_show or "value"),
-            quality_figure(results, version or -1),
-            cost_figure(results),
-            _options(comparison_labels),
-            comparison,
-            comparison_figure(compared, comparison or ""),
-            table("comparison-latest", _COMPARISON_COLUMNS, _comparison_rows(compared), empty),
-            table("runs", _RUN_COLUMNS, _run_rows(results), empty),
-        )
+        picked = Picked(series, version, drift_metric, drift_show or "value", comparison)
+        return render_page(data, href, name, days, picked)
+
+
+OUTPUTS = (
+    ("model-summary", "children"),
+    ("model-headline-row", "children"),
+    ("series", "options"),
+    ("series", "value"),
+    ("metric-graph", "figure"),
+    ("version", "options"),
+    ("version", "value"),
+    ("drift-metric", "options"),
+    ("drift-metric", "value"),
+    ("drift-graph", "figure"),
+    ("quality-graph", "figure"),
+    ("cost-graph", "figure"),
+    ("comparison-label", "options"),
+    ("comparison-label", "value"),
+    ("comparison-graph", "figure"),
+    ("comparison-table", "children"),
+    ("runs-graph", "figure"),
+    ("runs-table", "children"),
+)
+
+
+@dataclass(frozen=True)
+class Picked:
+    """What the page's controls ask for; None: the default."""
+
+    series: str | None = None
+    version: int | None = None
+    drift_metric: str | None = None
+    drift_show: str = "value"
+    comparison: str | None = None
+
+
+def render_page(
+    data: DashData,
+    href: Callable[[str], str],
+    name: str,
+    days: int | None,
+    picked: Picked = Picked(),
+) -> tuple[Any, ...]:
+    """Every part of the page that depends on the data, in :data:`OUTPUTS`' order."""
+    versions = data.versions(name)
+    results = data.results(name, days, versions)
+    keys, key_labels = _series(results)
+    series = _pick(picked.series, keys, series_key("accuracy", "", ""))
+    version_options, version_ids = _versions(versions)
+    version = _pick(picked.version, version_ids, CHAMPION_OVER_TIME)
+    if version == CHAMPION_OVER_TIME:
+        chosen, chosen_id = champion_over_time(results, data.alias_moves(name)), None
+    else:
+        chosen, chosen_id = results, version
+    drift = chosen.filter(pl.col("family") == "drift")
+    drift_metrics = sorted(drift["metric"].unique().to_list())
+    drift_metric = _pick(picked.drift_metric, drift_metrics, "data_drift")
+    compared = results.filter(pl.col("family") == "comparison")
+    comparison_labels = sorted(compared["label"].unique().to_list())
+    comparison = _pick(picked.comparison, comparison_labels, "accuracy")
+    firing = data.firing().filter(pl.col("model") == name)
+    empty = "no results yet"
+    return (
+        _summary(results),
+        headline_row(versions, results, data.headlines(name)[name], firing, href),
+        _options(keys, key_labels),
+        series,
+        metric_figure(
+            results, series or "||", data.policy_thresholds(name), data.transitions(name)
+        ),
+        version_options,
+        version,
+        _options(drift_metrics),
+        drift_metric,
+        drift_figure(drift, drift_metric or "", chosen_id, picked.drift_show),
+        quality_figure(chosen, chosen_id),
+        cost_figure(results),
+        _options(comparison_labels),
+        comparison,
+        comparison_figure(compared, comparison or ""),
+        table("comparison-latest", _COMPARISON_COLUMNS, _comparison_rows(compared), empty),
+        runs_figure(results),
+        table("runs", _RUN_COLUMNS, _run_rows(results), empty),
+    )
 
 
 _COMPARISON_COLUMNS = (

@@ -80,3 +80,38 @@ def drift(column: str, value: float, breach: bool) -> MetricResult:
     return MetricResult(
         "ks", value, 500, Status.BREACH if breach else Status.OK, column=column, p_value=0.01
     )
+
+
+def slack_service(
+    store: Store,
+    results: Results,
+    slack_url: str,
+    policies: list[dict[str, Any]],
+    *,
+    clock: Any = None,
+    route: dict[str, Any] | None = None,
+    inhibit_rules: list[dict[str, Any]] | None = None,
+) -> Any:
+    """An alerting service whose one receiver is Slack at ``slack_url`` (a local
+    Slack-shaped server), every alert grouped by model and sent at once, no retry wait."""
+    from alerts.service import AlertingService
+    from modelwatch.config import Config
+    from modelwatch.outbox import RetryPolicy
+
+    spec: dict[str, Any] = {
+        "receivers": [
+            {
+                "name": "oncall",
+                "slack": {"token": "xoxb-test", "channel": "#ml-oncall", "base_url": slack_url},
+            }
+        ],
+        "route": {"receiver": "oncall", "group_by": ["model"], "group_wait": "0s", **(route or {})},
+        "policies": policies,
+    }
+    if inhibit_rules is not None:
+        spec["inhibit_rules"] = inhibit_rules
+    retry = RetryPolicy(initial_s=0.0, jitter=0.0)
+    kwargs = {} if clock is None else {"clock": clock}
+    return AlertingService(
+        store, results.registry, Config.model_validate(spec), "t", retry=retry, **kwargs
+    )

@@ -16,14 +16,12 @@ from alerts.notifiers.templates import figure_lines, short
 from alerts.service import AlertingService
 from evaluators.base import EvalContext, get_metric
 from modelwatch import sequential
-from modelwatch.config import Config
 from modelwatch.domain import ModelSpec
-from modelwatch.outbox import RetryPolicy
 from modelwatch.results import MetricResult, Status
 from modelwatch.store.engine import Store
 from modelwatch.store.results import ResultQuery, query_results
 from tests.alerts.fake_slack import FakeSlack
-from tests.alerts.helpers import Results
+from tests.alerts.helpers import Results, slack_service
 from tests.alerts.test_alerting import Clock
 from tests.conftest import CHURN_SPEC
 
@@ -35,24 +33,11 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def _service(store: Store, results: Results, slack: FakeSlack, condition: Any) -> AlertingService:
-    config = Config.model_validate(
-        {
-            "receivers": [
-                {
-                    "name": "oncall",
-                    "slack": {
-                        "token": "xoxb-test",
-                        "channel": "#ml-oncall",
-                        "base_url": slack.base_url,
-                    },
-                }
-            ],
-            "route": {"receiver": "oncall", "group_by": ["model"], "group_wait": "0s"},
-            "policies": [{"name": "watch", "condition": condition}],
-        }
+    policy = {"name": "watch", "condition": condition}
+    service: AlertingService = slack_service(
+        store, results, slack.base_url, [policy], clock=Clock()
     )
-    retry = RetryPolicy(initial_s=0.0, jitter=0.0)
-    return AlertingService(store, results.registry, config, "t", retry=retry, clock=Clock())
+    return service
 
 
 def _frame(n: int, seed: int, age_shift: float, plan_p: list[float]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ from modelwatch.config import Config
 from modelwatch.outbox import RetryPolicy
 from modelwatch.store.engine import Store
 from tests.alerts.fake_slack import FakeSlack
-from tests.alerts.helpers import Results, accuracy, drift
+from tests.alerts.helpers import Results, accuracy, drift, slack_service
 from tests.alerts.test_alerting import Clock
 
 
@@ -25,41 +25,15 @@ def slack() -> Iterator[FakeSlack]:
 
 
 def _service(store: Store, results: Results, slack: FakeSlack, clock: Clock) -> AlertingService:
-    config = Config.model_validate(
-        {
-            "receivers": [
-                {
-                    "name": "oncall",
-                    "slack": {
-                        "token": "xoxb-test",
-                        "channel": "#ml-oncall",
-                        "base_url": slack.base_url,
-                    },
-                }
-            ],
-            "route": {
-                "receiver": "oncall",
-                "group_by": ["model"],
-                "group_wait": "0s",
-                "group_interval": "1m",
-            },
-            "policies": [
-                {"name": "feature-drift", "condition": {"status": {"metric": "ks", "column": "*"}}},
-            ],
-        }
+    policy = {"name": "feature-drift", "condition": {"status": {"metric": "ks", "column": "*"}}}
+    service: AlertingService = slack_service(
+        store, results, slack.base_url, [policy], clock=clock, route={"group_interval": "1m"}
     )
-    return AlertingService(
-        store,
-        results.registry,
-        config,
-        "test",
-        retry=RetryPolicy(initial_s=0.0, jitter=0.0),
-        clock=clock,
-    )
+    return service
 
 
 def _text(message: Any) -> str:
-    return json.dumps(message.blocks) + message.text
+    return json.dumps(message.blocks) + str(message.text)
 
 
 def test_results_in_slack_thread_out_through_rate_limits_and_outages(

@@ -13,15 +13,13 @@ import pytest
 
 from alerts import reasons
 from alerts.service import AlertingService
-from modelwatch.config import Config
 from modelwatch.domain import Alias
-from modelwatch.outbox import RetryPolicy
 from modelwatch.policies import Matcher
 from modelwatch.results import MetricResult
 from modelwatch.store.alerts import FIRING, RESOLVED, fingerprint
 from modelwatch.store.engine import Store
 from tests.alerts.fake_slack import FakeSlack, SlackMessage
-from tests.alerts.helpers import Results, accuracy, drift
+from tests.alerts.helpers import Results, accuracy, drift, slack_service
 from tests.alerts.test_alerting import Clock
 
 INPUT_DRIFT = {"name": "input-drift", "condition": {"status": {"metric": "ks", "column": "*"}}}
@@ -46,30 +44,16 @@ def slack() -> Iterator[FakeSlack]:
 def _service(
     store: Store, results: Results, slack: FakeSlack, clock: Clock, *policies: dict[str, Any]
 ) -> AlertingService:
-    config = Config.model_validate(
-        {
-            "receivers": [
-                {
-                    "name": "oncall",
-                    "slack": {
-                        "token": "xoxb-test",
-                        "channel": "#ml-oncall",
-                        "base_url": slack.base_url,
-                    },
-                }
-            ],
-            "route": {
-                "receiver": "oncall",
-                "group_by": ["model"],
-                "group_wait": "0s",
-                "group_interval": "1m",
-            },
-            "policies": list(policies),
-            "inhibit_rules": [],
-        }
+    service: AlertingService = slack_service(
+        store,
+        results,
+        slack.base_url,
+        list(policies),
+        clock=clock,
+        route={"group_interval": "1m"},
+        inhibit_rules=[],
     )
-    retry = RetryPolicy(initial_s=0.0, jitter=0.0)
-    return AlertingService(store, results.registry, config, "t", retry=retry, clock=clock)
+    return service
 
 
 def _with_shadow(store: Store) -> Results:

@@ -124,7 +124,7 @@ class MlflowSync:
             data = self.client.artifact(version.run_id, followed.reference_artifact)
         except MlflowError as exc:
             raise UpstreamError(f"MLflow: {exc}") from None
-        return data, "csv" if followed.reference_artifact.endswith(".csv") else "parquet"
+        return data, _artifact_format(followed.reference_artifact)
 
     # --- one model --------------------------------------------------------------------
     def _sync_model(self, followed: MlflowModelSpec, result: SyncResult) -> None:
@@ -154,8 +154,7 @@ class MlflowSync:
         path = followed.reference_artifact
         try:
             data = self.client.artifact(version.run_id, path)
-            fmt_hint = "csv" if path.endswith(".csv") else "parquet"
-            frame, fmt, _ = self.parse_reference(model, data, fmt_hint)
+            frame, fmt, _ = self.parse_reference(model, data, _artifact_format(path))
         except Exception as exc:  # the version stays; its reference can be uploaded later
             problem = f"version {version.version}: reference {path!r} not loaded: {exc}"
             log.warning("MLflow sync of %r: %s", followed.registered_model, problem)
@@ -295,3 +294,8 @@ class MlflowSync:
         }
         cause = "moved on both sides" if conflicted else "aliases agree"
         self.alerts.save(conn, row, old, cause)
+
+
+def _artifact_format(path: str) -> str:
+    """The reference artifact's format by its name: CSV, else Parquet."""
+    return "csv" if path.endswith(".csv") else "parquet"

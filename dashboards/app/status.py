@@ -23,6 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelwatch.store.alerts import FIRING, PENDING
+
 __all__ = [
     "DRIFT_SHARE_LABEL",
     "FIRING",
@@ -36,7 +38,7 @@ __all__ = [
     "headline",
 ]
 
-FIRING, PENDING, OK, NO_DATA = "firing", "pending", "ok", "no data"
+OK, NO_DATA = "ok", "no data"  # beside the alert states firing and pending
 DRIFT_FAMILY = "drift"
 DRIFT_SHARE_LABEL = "drift_share"
 THRESHOLD_OPTIONS = ("threshold", "thresholds")
